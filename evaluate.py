@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Evaluate a wrinkle checkpoint: pooled (micro) and per-image (macro) F1/Dice, Jaccard,
+precision, recall, binned AUROC and average precision.
+
+By default the checkpoint's own validation ids and data folders are used. Writes metrics.json,
+per_image.csv, pr_curve.png and overlays of the worst and best images (truth green, prediction
+red, overlap yellow) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from utils.errors import run_cli
+from utils.evaluation import evaluate
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example: python evaluate.py --checkpoint "
+                                       "res/cp/demo/best.pth --split val --out runs/eval-demo")
+    p.add_argument("-m", "--checkpoint", required=True, help="a checkpoint written by train.py")
+    p.add_argument("-s", "--split", default="val",
+                   help="val | train | test (ids stored in the checkpoint), all (every pair in "
+                        "the folders), or an id-list file (default: val)")
+    p.add_argument("-o", "--out", required=True, help="folder for the reports")
+    p.add_argument("--image-dir", help="images (default: the folder the checkpoint was trained on)")
+    p.add_argument("--mask-dir", help="masks (default: the folder the checkpoint was trained on)")
+    p.add_argument("-t", "--threshold", type=float,
+                   help="decision threshold (default: the checkpoint's, usually 0.5)")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision for inference (off = float32)")
+    p.add_argument("--overlays", type=int, default=4, help="worst and best images to draw")
+    p.add_argument("-j", "--workers", type=int, default=0, help="data-loader workers")
+    p.add_argument("--strict", action="store_true", help="unpaired or broken files are fatal")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
+    if args.overlays < 0:
+        p.error("--overlays must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    evaluate(args.checkpoint, args.out, split=args.split, image_dir=args.image_dir,
+             mask_dir=args.mask_dir, threshold=args.threshold, batch_size=args.batch_size,
+             device=args.device, amp=args.amp, overlays=args.overlays, workers=args.workers,
+             strict=args.strict, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

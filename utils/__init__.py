@@ -1,0 +1,1 @@
+"""The library that the scripts share: data, masks, config, checkpoints, metrics, inference."""

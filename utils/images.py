@@ -1,0 +1,102 @@
+"""The one image loader: any file, any mode, to an RGB uint8 array; plus the image resizer.
+
+OpenCV decodes (it is several times faster than PIL on large PNGs, which matters for the data
+loader); PIL is the fallback for modes OpenCV does not read. Grey, RGBA, palette, 16-bit and CMYK
+files all come back as H x W x 3 uint8 RGB. Truncated files are errors, not silently grey images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from utils.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+# Guard against decompression bombs while still allowing very large photos.
+MAX_PIXELS = 40_000 * 40_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageReadError(UserError):
+    """A file that is missing, not an image, or truncated."""
+
+
+def _to_rgb_uint8(arr: np.ndarray, from_bgr: bool) -> np.ndarray:
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype in (np.float32, np.float64):
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if arr.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
+    if arr.shape[2] == 2:  # grey + alpha
+        return np.ascontiguousarray(np.repeat(arr[:, :, :1], 3, axis=2))
+    arr = arr[:, :, :3]
+    if from_bgr:
+        arr = arr[:, :, ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """A JPEG is whole when an end-of-image marker follows its last start-of-scan marker."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes to RGB uint8 (H, W, 3); raise ImageReadError naming `name` on failure."""
+    if not data:
+        raise ImageReadError(f"{name}: the file is empty")
+    if _jpeg_truncated(data):
+        raise ImageReadError(f"{name}: the JPEG file is truncated (no end-of-image marker)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is not None and arr.size > 0:
+        return _to_rgb_uint8(arr, from_bgr=arr.ndim == 3)
+    # OpenCV could not decode it: let PIL try (palette GIFs, unusual TIFFs), and explain failures.
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.uint32)
+                return _to_rgb_uint8((arr >> 8).clip(0, 255).astype(np.uint8), from_bgr=False)
+            return _to_rgb_uint8(np.asarray(img.convert("RGB")), from_bgr=False)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image file (no known image format)") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{name}: the image is too large (over {MAX_PIXELS} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{name}: cannot decode the image ({exc})") from None
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), whatever its mode or bit depth."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the file ({exc.strerror})") from None
+    return decode_image(data, str(path))
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an image to (height, width): area averaging when shrinking, bicubic when enlarging."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = h < image.shape[0] or w < image.shape[1]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(image, (w, h), interpolation=interp)

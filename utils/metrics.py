@@ -1,0 +1,100 @@
+"""The one metric collection, used by training validation and by evaluate.py.
+
+Pooled (micro) metrics count true/false positives over every pixel of every image before dividing,
+so a large face does not weigh the same as a small one and nothing is an average of batch averages.
+Per-image (macro) F1 and Jaccard are means over images; an image with neither a true nor a predicted
+wrinkle pixel has no defined F1 and is left out of the macro means (its count is reported).
+AUROC and average precision use binned thresholds, so memory stays constant on large test sets.
+Under torch.distributed, torchmetrics sums the states over ranks before computing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryPrecisionRecallCurve,
+    BinaryRecall,
+    BinaryStatScores,
+)
+
+
+class SegmentationMetrics:
+    """Accumulate wrinkle-probability maps against true masks; compute micro and macro metrics."""
+
+    def __init__(self, threshold: float = 0.5, bins: int = 200, curve: bool = False,
+                 device: torch.device | str = "cpu") -> None:
+        self.threshold = threshold
+        pooled: dict[str, Any] = {
+            "f1": BinaryF1Score(threshold=threshold),
+            "jaccard": BinaryJaccardIndex(threshold=threshold),
+            "precision": BinaryPrecision(threshold=threshold),
+            "recall": BinaryRecall(threshold=threshold),
+            "auroc": BinaryAUROC(thresholds=bins),
+            "average_precision": BinaryAveragePrecision(thresholds=bins),
+        }
+        if curve:
+            pooled["pr_curve"] = BinaryPrecisionRecallCurve(thresholds=bins)
+        self.pooled = MetricCollection(pooled).to(device)
+        self.per_image = BinaryStatScores(threshold=threshold, multidim_average="samplewise").to(device)
+        self.ids: list[str] = []
+
+    @torch.no_grad()
+    def update(self, probs: torch.Tensor, target: torch.Tensor, ids: list[str] | None = None) -> None:
+        """probs: (N, H, W) or (N, 1, H, W) in [0, 1]; target: same shape, 0/1 or bool."""
+        probs = probs.reshape(probs.shape[0], -1).float().clamp_(0, 1)
+        target = target.reshape(target.shape[0], -1).long()
+        self.pooled.update(probs.flatten(), target.flatten())
+        self.per_image.update(probs, target)
+        self.ids.extend(ids if ids is not None else [str(len(self.ids) + i)
+                                                       for i in range(probs.shape[0])])
+
+    def compute(self) -> dict[str, Any]:
+        """Micro metrics, macro F1/Jaccard, counts; plus `pr_curve` when asked for."""
+        out: dict[str, Any] = {}
+        for name, value in self.pooled.compute().items():
+            if name == "pr_curve":
+                precision, recall, thresholds = value
+                out["pr_curve"] = {"precision": precision.tolist(), "recall": recall.tolist(),
+                                   "thresholds": thresholds.tolist()}
+            else:
+                out[name] = float(value)
+        rows = self.image_rows()
+        f1s = [r["f1"] for r in rows if not math.isnan(r["f1"])]
+        jis = [r["jaccard"] for r in rows if not math.isnan(r["jaccard"])]
+        out["macro_f1"] = sum(f1s) / len(f1s) if f1s else float("nan")
+        out["macro_jaccard"] = sum(jis) / len(jis) if jis else float("nan")
+        out["images"] = len(rows)
+        out["images_without_any_wrinkle"] = len(rows) - len(f1s)
+        return out
+
+    def image_rows(self) -> list[dict[str, Any]]:
+        """Per-image counts and scores (F1/Jaccard NaN where truth and prediction are both empty)."""
+        stats = self.per_image.compute()
+        if stats.ndim == 1:
+            stats = stats[None]
+        rows = []
+        for image_id, (tp, fp, tn, fn, _support) in zip(self.ids, stats.tolist(), strict=True):
+            denom = tp + fp + fn
+            rows.append({
+                "id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                "true_pixels": tp + fn, "predicted_pixels": tp + fp,
+                "f1": 2 * tp / (denom + tp) if denom else float("nan"),
+                "jaccard": tp / denom if denom else float("nan"),
+                "precision": tp / (tp + fp) if tp + fp else float("nan"),
+                "recall": tp / (tp + fn) if tp + fn else float("nan"),
+            })
+        return rows
+
+    def reset(self) -> None:
+        self.pooled.reset()
+        self.per_image.reset()
+        self.ids = []

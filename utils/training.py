@@ -1,0 +1,335 @@
+"""The training loop behind train.py: data, model, optimisation, validation, checkpoints, resume.
+
+One function, `train(cfg)`, so that tests and other code can train without a subprocess. A run
+folder (<out_dir>/<run_name>/) holds best.pth (best validation Jaccard), last.pth (everything
+needed to resume), the resolved config.yaml, the split as id lists, history.csv and summary.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from losses import build_loss
+from unet import build_model
+from utils.checkpoints import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_dict_copy,
+)
+from utils.config import save_config
+from utils.dataset import (
+    WrinkleDataset,
+    build_augmentation,
+    find_pairs,
+    input_recipe,
+    resolve_pairs,
+)
+from utils.errors import UserError
+from utils.io import write_json, write_text
+from utils.metrics import SegmentationMetrics
+from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, seed_everything
+from utils.splits import make_split, read_ids, save_split
+
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "f1", "jaccard", "precision", "recall",
+                  "auroc", "average_precision", "macro_f1", "macro_jaccard", "seconds"]
+
+
+class TrainingStopped(UserError):
+    """Training stopped early for a reason the user must see (e.g. a NaN loss)."""
+
+
+def model_recipe(cfg: dict[str, Any], n_channels: int) -> dict[str, Any]:
+    """The architecture part of a checkpoint, from a resolved config."""
+    m = cfg["model"]
+    return {"name": m["name"], "n_channels": n_channels, "n_classes": m["n_classes"],
+            "base_channels": m["base_channels"], "bilinear": m["bilinear"]}
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
+                   steps_per_epoch: int) -> Any:
+    """Per-step cosine decay after a linear warm-up; or per-epoch plateau; or none."""
+    t = cfg["train"]
+    if t["scheduler"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                          patience=3)
+    if t["scheduler"] == "none":
+        return None
+    total = max(1, t["epochs"] * steps_per_epoch)
+    warm = min(total - 1, t["warmup_epochs"] * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        progress = (step - warm) / max(1, total - warm)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _history_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             dtype: torch.dtype | None, criterion: torch.nn.Module | None, threshold: float,
+             bins: int = 200, channels_last: bool = True, progress: bool = True,
+             desc: str = "validate", curve: bool = False,
+             on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None
+             ) -> tuple[dict[str, Any], SegmentationMetrics]:
+    """Run a model over a loader: loss and the shared metric collection (every image counted)."""
+    model.eval()
+    metrics = SegmentationMetrics(threshold=threshold, bins=bins, curve=curve, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["mask"].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        if criterion is not None:
+            loss_sum += criterion(logits.float(), y) * x.shape[0]
+        probs = logits_to_probs(logits)
+        metrics.update(probs, y[:, 0], list(batch["id"]))
+        if on_batch is not None:
+            on_batch(batch, probs)
+        n += x.shape[0]
+    out = metrics.compute()
+    out["val_loss"] = float(loss_sum) / max(1, n) if criterion is not None else float("nan")
+    return out, metrics
+
+
+def _prepare_run(cfg: dict[str, Any], resume: dict[str, Any] | None) -> tuple[Path, dict]:
+    t = cfg["train"]
+    run_name = t["run_name"] or time.strftime("run-%Y%m%d-%H%M%S")
+    cfg["train"]["run_name"] = run_name
+    run_dir = Path(t["out_dir"]) / run_name
+    if resume is None and (run_dir / "last.pth").exists():
+        raise UserError(f"{run_dir}: a run of this name exists; resume it with --resume "
+                        f"{run_dir / 'last.pth'} or choose another --run-name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, cfg
+
+
+def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Path | None = None,
+          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train a wrinkle model as `cfg` says; return the summary (best epoch, metrics, paths)."""
+    resumed = None
+    if resume is not None:
+        resume = Path(resume)
+        if resume.is_dir():
+            resume = resume / "last.pth"
+        resumed = load_checkpoint(resume)
+        if "optimizer" not in resumed:
+            raise UserError(f"{resume}: holds no optimizer state; resume from a run's last.pth")
+    d, t = cfg["data"], cfg["train"]
+    seed_everything(t["seed"])
+    device = resolve_device(t["device"])
+    dtype = amp_dtype(device, t["amp"])
+    run_dir, cfg = _prepare_run(cfg, resumed)
+
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=progress)
+    pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
+    if resumed is not None:
+        split = resumed["split"]
+    else:
+        split = make_split([p.id for p in pairs], d["val_fraction"], d["split_seed"],
+                           read_ids(d["val_ids"]) if d["val_ids"] else None,
+                           read_ids(d["test_ids"]) if d["test_ids"] else None)
+    by_id = {p.id: p for p in pairs}
+    missing = [i for i in split["train"] + split["val"] if i not in by_id]
+    if missing:
+        raise UserError(f"{len(missing)} ids of the split have no usable pair (first: {missing[0]})")
+    save_split(split, run_dir)
+    save_config(cfg, run_dir / "config.yaml")
+    log(f"run folder: {run_dir}  (train {len(split['train'])}, val {len(split['val'])}, "
+        f"test {len(split['test'])} held out)")
+
+    recipe = input_recipe(cfg)
+    train_ds = WrinkleDataset([by_id[i] for i in split["train"]], recipe,
+                              build_augmentation(cfg["augment"]), seed=t["seed"])
+    val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe)
+    loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
+                                 "pin_memory": device.type == "cuda"}
+    drop_last = len(train_ds) > t["batch_size"]
+    val_loader = DataLoader(val_ds, batch_size=cfg["eval"]["batch_size"], shuffle=False,
+                            **loader_kw)
+    steps_per_epoch = len(train_ds) // t["batch_size"] if drop_last else 1
+
+    mr = model_recipe(cfg, recipe["in_channels"])
+    model = build_model(mr["name"], n_channels=mr["n_channels"], n_classes=mr["n_classes"],
+                        base_channels=mr["base_channels"], bilinear=mr["bilinear"],
+                        pretrained_encoder=cfg["model"]["pretrained_encoder"])
+    if init is not None and resumed is None:
+        _load_init(model, init, log)
+    model.to(device)
+    if t["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    criterion = build_loss(cfg["loss"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    start_epoch, history, best, stale = 1, [], -1.0, 0
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scheduler is not None and resumed.get("scheduler") is not None:
+            scheduler.load_state_dict(resumed["scheduler"])
+        if resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+        start_epoch = resumed["epoch"] + 1
+        history = list(resumed.get("history", []))
+        best = resumed.get("best_score", -1.0)
+        stale = resumed.get("stale_epochs", 0)
+        set_rng_state(resumed["rng"])
+        log(f"resuming {resume} at epoch {start_epoch}")
+
+    wandb_run = _start_wandb(cfg, run_dir, log)
+    threshold = cfg["eval"]["threshold"]
+    base_payload = {"model": mr, "preprocess": recipe, "threshold": threshold, "split": split,
+                    "config": cfg}
+    last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
+    for epoch in range(start_epoch, t["epochs"] + 1):
+        started = time.time()
+        train_ds.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(t["seed"] * 7919 + epoch)
+        train_loader = DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True,
+                                  generator=gen, drop_last=drop_last, **loader_kw)
+        train_loss = _train_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
+                                  device, dtype, t, epoch, progress, last_path)
+        val, _ = validate(model, val_loader, device, dtype, criterion, threshold,
+                          cfg["eval"]["auc_bins"], t["channels_last"], progress)
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val["jaccard"])
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss,
+               **{k: val[k] for k in HISTORY_FIELDS if k in val},
+               "seconds": time.time() - started}
+        history.append(row)
+        improved = val["jaccard"] > best
+        if improved:
+            best, stale = val["jaccard"], 0
+        else:
+            stale += 1
+        metrics = {k: val[k] for k in HISTORY_FIELDS[4:12]} | {"val_loss": val["val_loss"]}
+        if improved:
+            save_checkpoint(best_path, base_payload | {
+                "state_dict": state_dict_copy(model), "epoch": epoch, "metrics": metrics,
+                "best_score": best})
+        save_checkpoint(last_path, base_payload | {
+            "state_dict": state_dict_copy(model), "epoch": epoch, "metrics": metrics,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "rng": rng_state(), "history": history, "best_score": best, "stale_epochs": stale})
+        write_text(run_dir / "history.csv", _history_csv(history))
+        log(f"epoch {epoch}/{t['epochs']}  loss {train_loss:.4f}  val loss {val['val_loss']:.4f}  "
+            f"F1 {val['f1']:.4f}  Jaccard {val['jaccard']:.4f}  AUROC {val['auroc']:.4f}"
+            f"{'  (best)' if improved else ''}  {row['seconds']:.0f}s")
+        if wandb_run is not None:
+            wandb_run.log(row, step=epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if t["early_stopping"] and stale >= t["early_stopping"]:
+            log(f"early stopping: no better validation Jaccard for {stale} epochs")
+            break
+    if wandb_run is not None:
+        wandb_run.finish()
+    best_row = max(history, key=lambda r: r["jaccard"]) if history else {}
+    summary = {"run_dir": str(run_dir), "best_checkpoint": str(best_path),
+               "last_checkpoint": str(last_path), "best_epoch": best_row.get("epoch"),
+               "best": best_row, "epochs_run": len(history), "device": str(device),
+               "amp": str(dtype).replace("torch.", "") if dtype else "off",
+               "resolution": recipe["image_size"] or "native",
+               "mask_rule": "utils.masks (max-pool shrink)", "threshold": threshold}
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, dtype, t,
+                 epoch, progress, last_path) -> float:
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    n = 0
+    check_every = 1 if device.type == "cpu" else 25
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, file=sys.stderr)
+    for step, batch in enumerate(bar):
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["mask"].to(device, non_blocking=True)
+        if t["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
+        bad |= ~torch.isfinite(loss.detach())
+        if step % check_every == 0 and bool(bad):
+            kept = f"the last good checkpoint is {last_path}" if last_path.exists() else \
+                "no checkpoint was written yet"
+            raise TrainingStopped(f"loss became NaN/inf at epoch {epoch}, step {step}; training "
+                                  f"stopped and {kept} (try a lower --lr or --amp off)")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if t["grad_clip"]:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        scaler.step(optimizer)
+        scaler.update()
+        if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            scheduler.step()
+        loss_sum += loss.detach() * x.shape[0]
+        n += x.shape[0]
+    if bool(bad):
+        raise TrainingStopped(f"loss became NaN/inf in epoch {epoch}; training stopped and the "
+                              f"last good checkpoint is {last_path}")
+    return float(loss_sum) / max(1, n)
+
+
+def _load_init(model: torch.nn.Module, path: str | Path, log: Callable[[str], None]) -> None:
+    """Initialise from another checkpoint's weights: matching names and shapes only, reported."""
+    ckpt = load_checkpoint(path)
+    own = model.state_dict()
+    taken = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(ckpt["state_dict"]) - set(taken))
+    model.load_state_dict(taken, strict=False)
+    log(f"initialised {len(taken)}/{len(own)} tensors from {path}"
+        + (f"; not matching: {', '.join(skipped[:5])}" if skipped else ""))
+
+
+def _start_wandb(cfg: dict[str, Any], run_dir: Path, log: Callable[[str], None]) -> Any:
+    mode = cfg["logging"]["wandb"]
+    if mode == "off":
+        return None
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("logging.wandb is set but the wandb package is not installed "
+                        "(pip install wandb), or set logging.wandb=off") from None
+    try:
+        return wandb.init(project=cfg["logging"]["wandb_project"], name=cfg["train"]["run_name"],
+                          dir=str(run_dir), config=cfg, mode=mode)
+    except Exception as exc:  # network or login failures must not lose a training run
+        log(f"warning: wandb could not start ({exc}); continuing without it")
+        return None
