@@ -12,6 +12,8 @@ from __future__ import annotations
 import pickle
 import platform
 import random
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +93,18 @@ def read_checkpoint_file(path: str | Path) -> Any:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: checkpoint file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes on foreign files
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [ln for ln in str(exc).splitlines() if "Unsupported global" in ln]
-        detail = lines[0].split(" was not")[0].split("error: ")[-1] if lines else "unsafe pickle"
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = f"it needs {found.group(1)}" if found else "an unsafe pickle"
         raise UserError(f"{path}: refused to load: the file holds Python objects other than "
                         f"tensors and plain values ({detail.strip()})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})"
-                        ) from None
+    except Exception as exc:  # any other failure: not a file torch.load understands
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{path}: not a readable PyTorch checkpoint "
+                        f"({type(exc).__name__} {detail})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -113,7 +113,12 @@ def set_value(cfg: dict[str, Any], dotted: str, value: Any, defaults: dict[str, 
         raise UserError(f"{source}: '{dotted}' is not of the form section.key")
     section, key = dotted.split(".")
     all_keys = [f"{s}.{k}" for s, kv in defaults.items() for k in kv]
-    if section not in defaults or key not in defaults[section]:
+    if section in defaults and key not in defaults[section]:
+        # Look in the named section first: its keys are the likely intent.
+        close = difflib.get_close_matches(key, list(defaults[section]), n=1, cutoff=0.5)
+        hint = f" (did you mean '{section}.{close[0]}'?)" if close else _nearest(dotted, all_keys)
+        raise UserError(f"{source}: unknown key '{dotted}'{hint}")
+    if section not in defaults:
         raise UserError(f"{source}: unknown key '{dotted}'" + _nearest(dotted, all_keys))
     cfg[section][key] = _check_value(dotted, value, defaults[section][key], source)
 
