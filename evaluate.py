@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
-from utils.evaluation import evaluate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from utils.evaluation import evaluate  # imported here so that --help answers at once
+
     evaluate(args.checkpoint, args.out, split=args.split, image_dir=args.image_dir,
              mask_dir=args.mask_dir, threshold=args.threshold, batch_size=args.batch_size,
              device=args.device, amp=args.amp, overlays=args.overlays, workers=args.workers,

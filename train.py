@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from utils.config import load_config
 from utils.errors import run_cli
-from utils.training import train
 
 FLAG_KEYS = {
     "image_dir": "data.image_dir", "mask_dir": "data.mask_dir",
@@ -60,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from utils.config import load_config  # imported here so that --help answers at once
+    from utils.training import train
+
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.strict:
         overrides["data.strict"] = True
