@@ -167,6 +167,11 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
         f"test {len(split['test'])} held out)")
 
     recipe = input_recipe(cfg)
+    if recipe["image_size"] is None:  # native size: record it, so inference resizes photos to it
+        h, w = WrinkleDataset([by_id[split["train"][0]]], recipe).load(0)[0].shape[:2]
+        if h != w:
+            raise UserError(f"images are {w}x{h}, not square: set --image-size")
+        recipe["image_size"] = h
     train_ds = WrinkleDataset([by_id[i] for i in split["train"]], recipe,
                               build_augmentation(cfg["augment"]), seed=t["seed"])
     val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe)

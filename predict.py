@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Find wrinkles in photos: a mask and an overlay per photo, and one CSV of wrinkle statistics
+(share of the face, and per region the wrinkle area, line count and length).
+
+Uses the bundled model by default (the texture-map baseline if no weights are present). Also
+loads the FFHQ-Wrinkle authors' official U-Net (stage2_unet.pth), the ResNet-50 wrinkle U-Net
+(wrinkle_model.pth), .safetensors files, and any checkpoint written by train.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from utils.errors import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  python predict.py photos/*.jpg --out out/\n"
+                                       "  python predict.py face.png --checkpoint "
+                                       "res/cp/stage2_unet.pth --out out/")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
+    p.add_argument("-o", "--out", default="out", help="output folder (default: out)")
+    p.add_argument("-m", "--checkpoint",
+                   help="wrinkle model (default: the bundled res/cp/default_ffhq256.pth)")
+    p.add_argument("--baseline", action="store_true",
+                   help="use the texture-map baseline instead of a trained model")
+    p.add_argument("-t", "--threshold", type=float, help="decision threshold (default: the model's)")
+    p.add_argument("--probs", action="store_true", help="also write probability maps (_prob.png)")
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="photos per model call")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 where the device supports it, else fp32")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        p.error("--threshold must be between 0 and 1")
+    if args.baseline and args.checkpoint:
+        p.error("--baseline and --checkpoint exclude each other")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from utils.inference import WrinklePredictor  # here, so that --help answers at once
+    from utils.prediction import predict_files
+
+    if args.baseline:
+        predictor = WrinklePredictor(None, device=args.device, precision=args.precision)
+    elif args.checkpoint:
+        predictor = WrinklePredictor(args.checkpoint, device=args.device, precision=args.precision)
+    else:
+        predictor = WrinklePredictor.default(device=args.device, precision=args.precision)
+    for note in predictor.loaded.notes:
+        print(f"note: {note}")
+    res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,
+                        args.batch_size, progress=not args.no_progress)
+    return 1 if res["failed"] else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,206 @@
+"""WrinklePredictor: every published checkpoint format loads and predicts at the photo's size;
+the fast path agrees with float32; predict.py writes what it promises; bad input is reported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import IMAGES, REPO, labelled_ids, needs_data
+from utils.checkpoints import load_checkpoint
+from utils.errors import UserError
+from utils.images import load_image
+from utils.inference import WrinklePredictor, load_any_checkpoint, save_safetensors
+
+pytestmark = needs_data
+MANIFESTS = REPO.parent / "shared" / "compat" / "state_dict_manifests.json"
+
+
+def state_dict_from_manifest(key: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights with exactly the manifest's names and shapes (He-scaled, BN neutral)."""
+    if not MANIFESTS.is_file():
+        pytest.skip(f"manifests not found at {MANIFESTS}")
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, shape in json.loads(MANIFESTS.read_text())[key].items():
+        if name.endswith("num_batches_tracked"):
+            sd[name] = torch.tensor(0)
+        elif name.endswith("running_var") or (name.endswith(".weight") and len(shape) == 1):
+            sd[name] = torch.ones(shape)
+        elif name.endswith(("running_mean", ".bias")):
+            sd[name] = torch.zeros(shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) or 1
+            sd[name] = torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
+    return sd
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    return load_image(IMAGES / f"{labelled_ids(1)[0]}.jpg")
+
+
+OFFICIAL = "milesial_unet_n4_c2_bilinear"
+SEED = "seed_resnet50_unet_n3_c1"
+
+
+@pytest.mark.parametrize("layout", ["model_key", "bare", "module_prefix", "safetensors"])
+def test_official_unet_formats_load(tmp_path, layout):
+    sd = state_dict_from_manifest(OFFICIAL)
+    path = tmp_path / ("stage2_unet.safetensors" if layout == "safetensors" else "stage2_unet.pth")
+    if layout == "model_key":
+        torch.save({"model": sd, "epoch": 10}, path)
+    elif layout == "bare":
+        torch.save(sd, path)
+    elif layout == "module_prefix":
+        torch.save({"model": {f"module.{k}": v for k, v in sd.items()}}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    loaded = load_any_checkpoint(path)
+    assert loaded.kind == "official_unet"
+    assert loaded.recipe["image_size"] == 1024 and loaded.recipe["in_channels"] == 4
+    assert torch.equal(loaded.model.state_dict()["outc.conv.weight"], sd["outc.conv.weight"])
+
+
+@pytest.mark.parametrize("layout", ["model_state_dict", "module_prefix", "safetensors"])
+def test_seed_resnet_formats_load(tmp_path, layout):
+    sd = state_dict_from_manifest(SEED)
+    path = tmp_path / ("wrinkle_model.safetensors" if layout == "safetensors" else "wrinkle_model.pth")
+    if layout == "model_state_dict":
+        torch.save({"model_state_dict": sd, "epoch": 3, "optimizer_state_dict": {}}, path)
+    elif layout == "module_prefix":
+        torch.save({"model_state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    loaded = load_any_checkpoint(path)
+    assert loaded.kind == "seed_resnet50"
+    assert loaded.recipe["image_size"] == 512 and loaded.recipe["normalize"] == "imagenet"
+
+
+@pytest.mark.parametrize(("key", "size"), [(OFFICIAL, (300, 260)), (SEED, (256, 256))])
+def test_published_models_predict_at_the_photos_size(tmp_path, face, key, size):
+    path = tmp_path / "w.pth"
+    torch.save({"model": state_dict_from_manifest(key)} if key == OFFICIAL
+               else {"model_state_dict": state_dict_from_manifest(key)}, path)
+    predictor = WrinklePredictor(path)
+    photo = np.asarray(Image.fromarray(face).resize(size[::-1]))
+    res = predictor.predict(photo)
+    assert res.probs.shape == res.mask.shape == photo.shape[:2]
+    assert res.probs.dtype == np.float32 and 0 <= res.probs.min() <= res.probs.max() <= 1
+    assert len(res.stats["regions"]) == 5
+
+
+def test_own_checkpoint_and_its_safetensors_copy_predict_the_same(trained_run, tmp_path, face):
+    ckpt = load_checkpoint(trained_run / "best.pth")
+    save_safetensors(ckpt, tmp_path / "m.safetensors")
+    a = WrinklePredictor(trained_run / "best.pth", precision="fp32").predict(face)
+    b = WrinklePredictor(tmp_path / "m.safetensors", precision="fp32").predict(face)
+    assert np.array_equal(a.mask, b.mask) and a.probs.shape == face.shape[:2]
+    assert load_any_checkpoint(tmp_path / "m.safetensors").kind == "ours"
+
+
+def test_bf16_fast_path_agrees_with_fp32_on_real_faces(trained_run):
+    from utils.runtime import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16: the fast path is fp32 and agrees trivially")
+    fp32 = WrinklePredictor(trained_run / "best.pth", precision="fp32")
+    bf16 = WrinklePredictor(trained_run / "best.pth", precision="bf16")
+    faces = [load_image(IMAGES / f"{i}.jpg") for i in labelled_ids(6)]
+    agree = [np.mean(a.mask == b.mask)
+             for a, b in zip(fp32.predict_batch(faces), bf16.predict_batch(faces), strict=True)]
+    assert min(agree) >= 0.995, agree
+
+
+def test_texture_baseline_runs_without_weights(face):
+    p = WrinklePredictor(None)
+    assert p.is_baseline and "baseline" in p.description
+    res = p.predict(face)
+    assert res.mask.shape == face.shape[:2] and 0 < res.mask.mean() < 0.5
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    other = tmp_path / "resnet18.pth"
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), other)
+    with pytest.raises(UserError, match=r"resnet18.pth: not a wrinkle model.*conv1.weight"):
+        WrinklePredictor(other)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="empty"):
+        WrinklePredictor(empty)
+    pick = tmp_path / "list.pth"
+    torch.save([1, 2, 3], pick)  # a valid pickle, but not a state dict
+    with pytest.raises(UserError, match=r"list\.pth: not a wrinkle model checkpoint \(found a list"):
+        WrinklePredictor(pick)
+    broken = state_dict_from_manifest(OFFICIAL)
+    broken["outc.conv.weight"] = torch.zeros(3, 64, 1, 1)
+    bad_shape = tmp_path / "bad_shape.pth"
+    torch.save({"model": broken}, bad_shape)
+    with pytest.raises(UserError, match="do not fit"):
+        WrinklePredictor(bad_shape)
+    evil = tmp_path / "evil.pth"
+    with evil.open("wb") as fh:
+        pickle.dump(Image.new("RGB", (2, 2)), fh)  # arbitrary objects are never unpickled
+    with pytest.raises(UserError, match="refused to load"):
+        WrinklePredictor(evil)
+    st = tmp_path / "junk.safetensors"
+    st.write_bytes(b"\x00" * 20)
+    with pytest.raises(UserError, match=r"junk\.safetensors"):
+        WrinklePredictor(st)
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_odd_images_and_predict_script(trained_run, tmp_path, face, capsys):
+    from predict import main as predict_main
+    from utils.errors import run_cli
+
+    src = tmp_path / "in"
+    src.mkdir()
+    pil = Image.fromarray(face)
+    (src / "grey.png").write_bytes(_encode(pil.convert("L"), "PNG"))
+    (src / "rgba.png").write_bytes(_encode(pil.convert("RGBA"), "PNG"))
+    (src / "cmyk.jpg").write_bytes(_encode(pil.convert("CMYK"), "JPEG"))
+    (src / "palette.png").write_bytes(_encode(pil.convert("P"), "PNG"))
+    sixteen = (np.asarray(pil.convert("L")).astype(np.uint16) * 257)
+    (src / "deep.png").write_bytes(_encode(Image.fromarray(sixteen, mode="I;16"), "PNG"))
+    whole = _encode(pil, "JPEG")
+    (src / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (src / "notes.jpg").write_text("not an image")
+    (src / "tiny.png").write_bytes(_encode(Image.new("RGB", (1, 1)), "PNG"))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(lambda: predict_main([str(src), "-o", str(out), "-m",
+                                      str(trained_run / "best.pth"), "--probs", "--no-progress"]))
+    assert exc.value.code == 1  # some inputs failed; the others are done
+    err = capsys.readouterr().out
+    for name, why in [("truncated.jpg", "truncated"), ("notes.jpg", "not an image"),
+                      ("tiny.png", "too small")]:
+        assert any(name in line and why in line for line in err.splitlines()), (name, err)
+    rows = list(csv.DictReader((out / "wrinkles.csv").open()))
+    assert sorted(r["file"].split("/")[-1] for r in rows) == [
+        "cmyk.jpg", "deep.png", "grey.png", "palette.png", "rgba.png"]
+    for r in rows:
+        stem = r["file"].split("/")[-1].rsplit(".", 1)[0]
+        for suffix in ("_mask.png", "_overlay.png", "_prob.png"):
+            assert (out / f"{stem}{suffix}").is_file()
+        mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
+        assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
+        assert int(r["wrinkle_px"]) == int((mask > 0).sum())
