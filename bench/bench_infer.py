@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Inference latency on this machine: plain fp32 eager (as the FFHQ-Wrinkle authors' inference
+script runs a model) against this project's fast path (BatchNorm folded into the convolutions,
+channels_last, inference mode, bf16 autocast where the CPU has it), with mask agreement.
+
+Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
+from its published parameter layout, since the official weights cannot be downloaded here) and the
+default model (the bundled checkpoint, or its architecture if the file is absent), each at 512
+and 1024 px (and the default at its native 256), on real faces from ../shared. Also the
+whole-request latency of the app's handler on a real face. Times are medians per image.
+
+    python bench/bench_infer.py --out runs/bench_infer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from unet import UNet  # noqa: E402
+from utils.dataset import to_input  # noqa: E402
+from utils.images import load_image, resize_image  # noqa: E402
+from utils.inference import (  # noqa: E402
+    DEFAULT_CHECKPOINT,
+    OFFICIAL_RECIPE,
+    WrinklePredictor,
+    fold_batchnorm,
+)
+from utils.io import write_json  # noqa: E402
+from utils.runtime import cpu_has_bf16, logits_to_probs  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+
+
+def faces(n: int) -> list[np.ndarray]:
+    masks = sorted((DATA / "manual_wrinkle_masks").glob("*.png"))
+    if not masks:
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(n)]
+    return [load_image(DATA / "images256x256" / f"{p.stem}.jpg") for p in masks[-n:]]
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    out = fn()  # warm-up: oneDNN kernel selection, allocations
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def decide(logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    return logits_to_probs(logits) > threshold
+
+
+def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.ndarray],
+            threshold: float, repeats: int) -> dict:
+    """fp32 eager against the fast path on the same inputs: median seconds per image, agreement."""
+    xs = [to_input(resize_image(img, (size, size)), recipe, None)[None] for img in images]
+    plain = copy.deepcopy(model).eval()
+    fast = fold_batchnorm(copy.deepcopy(model)).to(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if cpu_has_bf16() else None
+    agree, t_plain, t_fast = [], [], []
+    for x in xs:
+        with torch.no_grad():
+            tp, ref = timed(lambda x=x: plain(x), repeats)
+        xc = x.contiguous(memory_format=torch.channels_last)
+
+        def run_fast(xc=xc):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32,
+                                                        enabled=dtype is not None):
+                return fast(xc)
+
+        tf, out = timed(run_fast, repeats)
+        t_plain.append(tp)
+        t_fast.append(tf)
+        agree.append(float((decide(ref, threshold) == decide(out, threshold)).float().mean()))
+    fp32, fst = statistics.median(t_plain), statistics.median(t_fast)
+    return {"fp32_eager_s": round(fp32, 4), "fast_s": round(fst, 4),
+            "speedup": round(fp32 / fst, 2), "mask_agreement": round(min(agree), 6),
+            "images": len(xs), "fast_path": f"fold-BN + channels_last + "
+                                             f"{'bf16' if dtype else 'fp32'} autocast"}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/bench_infer.json", help="JSON output file")
+    p.add_argument("--images", type=int, default=2, help="real faces per setting")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per image (median)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    args = p.parse_args()
+    torch.manual_seed(0)
+    images = faces(args.images)
+    results: dict[str, dict] = {}
+
+    official = UNet(4, 2, bilinear=True).eval()
+    for size in args.sizes:
+        r = compare(official, OFFICIAL_RECIPE, size, images, 0.5, args.repeats)
+        results[f"official_unet_{size}"] = r | {"weights": "random (published layout)"}
+        print(f"official_unet_{size}: {r}", flush=True)
+
+    pred = WrinklePredictor.default(precision="fp32")
+    if pred.is_baseline:
+        from utils.checkpoints import build_model_from_recipe
+
+        model = build_model_from_recipe({"name": "unet", "n_channels": 3, "n_classes": 1,
+                                         "base_channels": 32, "bilinear": True}).eval()
+        recipe, thr, weights = {"normalize": "symmetric", "texture": False}, 0.5, "random"
+    else:
+        from utils.checkpoints import load_checkpoint, model_from_checkpoint
+
+        ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+        model = model_from_checkpoint(ckpt)
+        recipe, thr, weights = ckpt["preprocess"], ckpt["threshold"], DEFAULT_CHECKPOINT.name
+    for size in sorted({256, *args.sizes}):
+        r = compare(model, recipe, size, images, thr, args.repeats)
+        results[f"default_{size}"] = r | {"weights": weights}
+        print(f"default_{size}: {r}", flush=True)
+
+    try:
+        from app import run_prediction
+
+        fast = WrinklePredictor.default()
+        t, _ = timed(lambda: run_prediction(fast, images[0], fast.threshold), args.repeats)
+        results["app_request"] = {"seconds": round(t, 4), "model": fast.description,
+                                  "input": f"{images[0].shape[1]}x{images[0].shape[0]} face"}
+        print(f"app_request: {results['app_request']}", flush=True)
+    except ImportError as exc:
+        print(f"app_request: skipped ({exc})")
+    results["machine"] = {"platform": platform.platform(), "threads": torch.get_num_threads(),
+                          "cpu_bf16": cpu_has_bf16(), "torch": str(torch.__version__)}
+    write_json(args.out, results)
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

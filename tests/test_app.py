@@ -1,0 +1,326 @@
+"""The browser demo: its handler on real faces and bad inputs, a real server called through
+gradio_client, a real (headless Debian) Chromium driving the page, and the command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import IMAGES, REPO, labelled_ids, needs_data
+
+pytestmark = needs_data
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+EXAMPLE_IDS = {"00264", "00406", "00541"}
+
+
+def face_id() -> str:
+    """A labelled face that is not one of the bundled examples (so its upload is recognisable)."""
+    return next(i for i in labelled_ids() if i not in EXAMPLE_IDS)
+
+
+def face_path() -> Path:
+    return IMAGES / f"{face_id()}.jpg"
+
+
+def face() -> np.ndarray:
+    from utils.images import load_image
+
+    return load_image(face_path())
+
+
+def handler_of(demo: Any) -> Callable[..., tuple]:
+    """The function behind the demo's /predict endpoint (the button uses it too)."""
+    return next(f.fn for f in demo.fns.values() if f.api_name == "predict")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png_header_only(w: int, h: int) -> bytes:
+    """A small PNG file that claims w x h pixels (a decompression bomb's shape, not its size)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (w + 1) * 2)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def baseline() -> tuple[Any, Any]:
+    """The texture-map baseline predictor and its demo (built once for the module)."""
+    from app import build_demo
+    from utils.inference import WrinklePredictor
+
+    predictor = WrinklePredictor(None, device="cpu")
+    return predictor, build_demo(predictor)
+
+
+@pytest.fixture(scope="module")
+def server(baseline: tuple[Any, Any]) -> Iterator[str]:
+    """The baseline demo served on a free local port, closed at the end."""
+    from app import serve
+
+    url = serve(baseline[1], "127.0.0.1", free_port(), block=False)
+    yield url
+    baseline[1].close()
+
+
+# 1. the handler on a real face ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["baseline", "default"])
+def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
+    import app
+    from utils.inference import DEFAULT_CHECKPOINT, REGIONS, WrinklePredictor
+
+    if kind == "default":
+        if not DEFAULT_CHECKPOINT.is_file():
+            pytest.skip(f"no bundled model at {DEFAULT_CHECKPOINT} (train one to test it)")
+        predictor = WrinklePredictor.default(device="cpu")
+        demo = app.build_demo(predictor)
+    else:
+        predictor, demo = baseline
+    rgb = face()
+    overlay, heat, summary, table, state = handler_of(demo)(str(face_path()), predictor.threshold)
+    mask = predictor.predict(rgb, predictor.threshold).mask
+    assert overlay.shape == heat.shape == rgb.shape and overlay.dtype == np.uint8
+    assert mask.any()
+    assert (overlay[mask] != rgb[mask]).any(axis=1).all()  # every wrinkle pixel is drawn
+    assert (overlay[~mask] == rgb[~mask]).all()
+    assert not (heat == rgb).all()
+    assert list(table.columns) == app.TABLE_HEADERS
+    assert list(table["region"]) == [name for name, _ in REGIONS]
+    assert "% of the face" in summary and f"threshold {predictor.threshold:.2f}" in summary
+    assert state["rgb"].shape == rgb.shape
+    assert (face_path()).is_file()  # a plain path (not an upload) is never deleted
+    info = app.model_info(predictor)
+    assert predictor.description in info and "no face parser available" in info
+    assert ("⚠ no trained wrinkle weights" in info) == predictor.is_baseline
+
+
+# 2. bad and unusual inputs ----------------------------------------------------------------
+
+
+def test_bad_inputs_are_clear_errors(baseline: tuple[Any, Any], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    import utils.images
+
+    _, demo = baseline
+    predict = handler_of(demo)
+    with pytest.raises(gr.Error, match="no photo"):
+        predict(None, 0.5)
+    with pytest.raises(gr.Error, match=r"1x1 px is too small \(at least 16 px"):
+        predict(np.zeros((1, 1, 3), np.uint8), 0.5)
+    with pytest.raises(gr.Error, match="between 0 and 1"):
+        predict(face(), 0.0)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(gr.Error, match=r"notes\.jpg: not an image file"):
+        predict(str(text), 0.5)
+    # A file that claims 20000x20000 px is refused from its header, before anything is decoded.
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(20_000, 20_000))
+
+    def must_not_decode(*_: object) -> None:
+        raise AssertionError("the oversized image was decoded")
+
+    monkeypatch.setattr(utils.images.cv2, "imdecode", must_not_decode)
+    monkeypatch.setattr(utils.images.Image.Image, "load", must_not_decode)
+    with pytest.raises(gr.Error, match="20000x20000 px is too large"):
+        predict(str(bomb), 0.5)
+
+
+def test_large_grey_rgba_and_16bit_inputs(baseline: tuple[Any, Any]) -> None:
+    predictor, demo = baseline
+    predict = handler_of(demo)
+    rgb = face()
+    big = cv2.resize(rgb, (6000, 4000), interpolation=cv2.INTER_CUBIC)
+    overlay, heat, summary, table, _ = predict(big, 0.5)
+    assert overlay.shape == heat.shape == (2731, 4096, 3)
+    assert "scaled down from 6000x4000 to 4096x2731" in summary
+    assert len(table) == 5
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+    deep = rgb.astype(np.uint16) * 257
+    for arr in (grey, rgba, deep, grey[:, :, None]):
+        overlay, heat, *_ = predict(arr, 0.5)
+        assert overlay.shape == heat.shape == (*rgb.shape[:2], 3) and overlay.dtype == np.uint8
+    mask = predictor.predict(rgb, 0.5).mask
+    assert (predict(rgba, 0.5)[0][~mask] == rgb[~mask]).all()  # alpha dropped, colours kept
+    assert (predict(deep, 0.5)[0][~mask] == rgb[~mask]).all()  # 16-bit scaled to 8-bit
+
+
+def test_uploads_are_deleted_once_read_and_rethresholding_reuses_the_photo(
+        baseline: tuple[Any, Any]) -> None:
+    import gradio as gr
+
+    _, demo = baseline
+    predict = handler_of(demo)
+    folder = Path(os.environ["GRADIO_TEMP_DIR"]) / "0123456789abcdef"
+    folder.mkdir()
+    upload = folder / "me.jpg"
+    shutil.copyfile(face_path(), upload)
+    demo.upload_file_set.add(str(upload))  # as gradio's upload route records it
+    payload = {"path": str(upload), "orig_name": "me.jpg", "meta": {"_type": "gradio.FileData"}}
+    first = predict(payload, 0.2)
+    assert not upload.exists() and not folder.exists()
+    assert str(upload) not in demo.upload_file_set
+    # The slider re-runs with the same payload: the session's decoded copy is used.
+    again = predict(payload, 0.6, first[4])
+    assert "threshold 0.60" in again[2]
+    assert (again[0] != face()).any(axis=2).sum() < (first[0] != face()).any(axis=2).sum()
+    with pytest.raises(gr.Error, match="upload it again"):
+        predict(payload, 0.6, None)  # another session cannot read it any more
+    # A non-image upload is deleted too.
+    folder.mkdir()
+    junk = folder / "junk.png"
+    junk.write_bytes(b"hello")
+    demo.upload_file_set.add(str(junk))
+    with pytest.raises(gr.Error, match="not an image"):
+        predict({"path": str(junk), "orig_name": "junk.png"}, 0.5)
+    assert not junk.exists()
+    # The bundled examples are in the same cache and are kept.
+    kept = {p for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", set())}
+    assert {Path(p).name for p in kept} >= {f"{i}.jpg" for i in EXAMPLE_IDS}
+    assert all(Path(p).is_file() for p in kept)
+
+
+# 3. a real server, called through gradio_client -------------------------------------------
+
+
+def test_server_api_errors_and_keeps_serving(server: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server, verbose=False, download_files=str(tmp_path / "dl"),
+                    analytics_enabled=False)
+    overlay, heat, summary, table = client.predict(handle_file(str(face_path())), 0.3,
+                                                   api_name="/predict")
+    for path in (overlay, heat):
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        assert Path(path).suffix == ".png" and img.shape == (256, 256, 3)
+    assert "% of the face" in summary and "threshold 0.30" in summary
+    assert [row[0] for row in table["data"]] == ["between the brows", "forehead",
+                                                 "around the eyes", "nasolabial folds", "cheeks"]
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a photo")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(text)), 0.3, api_name="/predict")
+    again = client.predict(handle_file(str(face_path())), 0.5, api_name="/predict")
+    assert "threshold 0.50" in again[2]
+    # A raw call that names a server file instead of uploading one is refused.
+    import httpx
+
+    raw = {"path": str(face_path())}  # no FileData marker, so gradio does not check the path
+    event = httpx.post(f"{server}gradio_api/call/predict", json={"data": [raw, 0.5]}).json()
+    reply = httpx.get(f"{server}gradio_api/call/predict/{event['event_id']}", timeout=30).text
+    assert "event: error" in reply and "must be uploaded" in reply
+    # Neither upload is left in gradio's cache, a private folder of the demo's own.
+    cache = Path(os.environ["GRADIO_TEMP_DIR"])
+    if cache.name.startswith("wrinkle-demo-"):
+        assert cache.stat().st_mode & 0o777 == 0o700
+    left = {p.name for p in cache.rglob("*") if p.is_file()}
+    assert face_path().name not in left and text.name not in left
+
+
+def test_port_in_use_is_a_user_error(baseline: tuple[Any, Any]) -> None:
+    from app import build_demo, serve
+    from utils.errors import UserError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(UserError, match="port is taken"):
+            serve(build_demo(baseline[0]), "127.0.0.1", s.getsockname()[1], block=False)
+
+
+# 4. a real browser --------------------------------------------------------------------------
+
+
+def test_browser_upload_shows_the_overlay(server: str, tmp_path: Path) -> None:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/install_browser.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright not installed (see requirements-dev.txt)")
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a photo")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server)
+            assert "no face parser available" in page.inner_text("#model-info")
+            page.set_input_files("#photo input[type=file]", str(face_path()))
+            page.wait_for_selector("#overlay img[src]", timeout=30_000)
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#overlay img');"
+                " return i && i.complete && i.naturalWidth === 256; }", timeout=10_000)
+            assert "/gradio_api/file=" in page.get_attribute("#overlay img", "src")
+            assert page.locator("#heatmap img").count() == 1
+            assert "threshold 0.25" in page.inner_text("#summary")
+            assert "around the eyes" in page.inner_text("#regions")
+            # A new threshold re-runs on the photo the session kept (its upload is gone by now).
+            box = page.locator("#threshold input[type=number]")
+            box.fill("0.5")
+            box.press("Tab")
+            page.wait_for_function("() => document.querySelector('#summary').innerText"
+                                   ".includes('threshold 0.50')", timeout=10_000)
+            assert page.locator(".toast-body.error").count() == 0
+            # A file that only looks like a photo: a clear error, and the page keeps working.
+            page.set_input_files("#photo input[type=file]", str(fake))
+            page.wait_for_selector(".toast-body.error", timeout=10_000)
+            assert "fake.jpg: not an image file" in page.inner_text(".toast-body.error")
+            page.set_input_files("#photo input[type=file]", str(face_path()))
+            page.wait_for_selector("#overlay img[src]", timeout=10_000)
+            assert "threshold 0.50" in page.inner_text("#summary")
+        finally:
+            browser.close()
+
+
+# 5. the command line ------------------------------------------------------------------------
+
+
+def test_cli_help_is_fast_and_import_is_light() -> None:
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, str(REPO / "app.py"), "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and "--checkpoint" in res.stdout and "--share" in res.stdout
+    assert time.perf_counter() - start < 10
+    res = subprocess.run([sys.executable, "-c", "import sys, app; "
+                          "print(sorted({'torch', 'gradio'} & set(sys.modules)))"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert res.returncode == 0 and res.stdout.strip() == "[]"
+
+
+def test_cli_missing_checkpoint_fails_before_serving(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(REPO / "app.py"), "--checkpoint", "missing.pth",
+                          "--port", str(free_port())], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 1
+    assert "error: missing.pth: checkpoint not found" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert "Running on" not in res.stdout
