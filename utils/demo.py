@@ -1,0 +1,327 @@
+"""The browser demo behind app.py: the page, its handler and how it is served.
+
+Uploaded photos are deleted from the server as soon as they are read (see `_forget_upload`);
+the handler uses the same WrinklePredictor as predict.py, so the page shows what predict.py writes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from utils.errors import UserError
+
+if TYPE_CHECKING:
+    import gradio as gr
+    import numpy as np
+    import pandas as pd
+
+    from utils.inference import WrinklePredictor
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = [REPO / "examples" / f"{i}.jpg" for i in ("00264", "00406", "00541")]
+TABLE_HEADERS = ["region", "wrinkle px", "share %", "lines", "length px"]
+# A photo is decoded in full before the predictor scales it down to its max_side, so the demo
+# refuses anything larger than this before decoding (a phone's 50 MP photo still fits).
+MAX_PIXELS = 100_000_000
+MAX_FILE_SIZE = "50mb"
+# Gradio's cache sweep: every 60 s delete what this app wrote more than 60 s ago (result images,
+# uploads that never reached a handler). Results need to outlive only their download by the page
+# or client; the bundled examples are exempt (gradio keeps them).
+DELETE_CACHE = (60, 60)
+STATE_SECONDS = 900  # how long a session keeps its decoded photo in memory for threshold re-runs
+NO_PARSER = "whole image (no face parser available)"
+
+Outputs = tuple[Any, Any, str, Any, Any]  # overlay, heatmap, summary, table, photo state
+
+
+def _private_cache_dir() -> str:
+    """Give gradio a fresh cache folder of its own (mode 0700), removed when the process exits.
+
+    Gradio writes every upload and every result image under GRADIO_TEMP_DIR (default: a shared
+    /tmp/gradio that outlives the server). A private folder means nothing from a session is left
+    behind after exit, even if the process is killed before gradio's own cleanup. A folder the
+    user chose through GRADIO_TEMP_DIR is respected.
+    """
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current:
+        return current
+    path = tempfile.mkdtemp(prefix="wrinkle-demo-")
+    os.environ["GRADIO_TEMP_DIR"] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _gradio() -> Any:
+    """Import gradio with analytics off and a private cache (both must precede the import)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    _private_cache_dir()
+    import gradio
+
+    return gradio
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Any image array gradio or a caller may hand over (grey, grey+alpha, RGBA, 16-bit, float,
+    bool) as RGB uint8, with the same rules as the one image loader."""
+    import numpy as np
+
+    from utils.images import to_rgb_uint8
+
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise UserError(f"not an image: an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise UserError("the image is empty")
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"not an image: an array of {arr.dtype}")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise UserError(f"the image of {arr.shape[1]}x{arr.shape[0]} px is too large for the "
+                        f"demo (at most {MAX_PIXELS // 1_000_000} megapixels)")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    return to_rgb_uint8(arr, from_bgr=False)
+
+
+def decode_upload(data: bytes, name: str) -> np.ndarray:
+    """Decode uploaded bytes through the project's one image loader, after the size check."""
+    from utils.images import decode_image
+
+    return decode_image(data, name, max_pixels=MAX_PIXELS)
+
+
+def _source_key(image: Any) -> str | None:
+    """The server path an input refers to (a gradio file payload or a path), if any."""
+    if isinstance(image, dict):
+        return image.get("path")
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return None
+
+
+def read_input(image: Any, forget: Callable[[str], None] | None = None) -> np.ndarray:
+    """Turn whatever reached the handler into RGB uint8: a gradio file payload (dict), a path, a
+    data URL or an array. A file is read once and then handed to `forget` (which deletes
+    uploads), whether or not it turns out to be an image."""
+    import numpy as np
+
+    if image is None:
+        raise UserError("no photo: upload one, take one with the webcam or paste one")
+    if isinstance(image, np.ndarray):
+        return as_rgb(image)
+    if isinstance(image, dict) and not image.get("path"):
+        url = image.get("url") or ""
+        if url.startswith("data:") and "," in url:
+            try:
+                data = base64.b64decode(url.split(",", 1)[1], validate=True)
+            except ValueError:
+                raise UserError("the pasted image is not valid base64 data") from None
+            return decode_upload(data, "the pasted image")
+        raise UserError("no photo: the upload carried no file")
+    key = _source_key(image)
+    if key is None:
+        raise UserError(f"not an image: got {type(image).__name__}")
+    path = Path(key)
+    name = (image.get("orig_name") if isinstance(image, dict) else None) or path.name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{name}: the upload is no longer on the server (uploads are deleted "
+                        "once read); please upload it again") from None
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read the upload ({exc.strerror})") from None
+    finally:
+        if forget is not None:
+            forget(str(path))
+    return decode_upload(data, name)
+
+
+def _table(stats: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [[r["region"], r["wrinkle_px"], round(100 * r["share"], 2), r["lines"], r["length_px"]]
+            for r in stats["regions"]]
+    return pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+
+def _summary(stats: dict[str, Any], threshold: float, notes: list[str], parsed: bool) -> str:
+    region = "from the face parser" if parsed else "whole image"
+    lines = [f"### Wrinkles cover {100 * stats['wrinkle_share']:.2f} % of the face",
+             f"{stats['wrinkle_px']:,} of {stats['face_px']:,} px at threshold {threshold:.2f}; "
+             f"face region: {region}. Regions assume an FFHQ-aligned face (centred, upright)."]
+    lines += [f"note: {n}" for n in notes]
+    return "\n\n".join(lines)
+
+
+def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
+                   photo: dict[str, Any] | None = None,
+                   forget: Callable[[str], None] | None = None) -> Outputs:
+    """One prediction for the page or the API: read the photo (or reuse the session's copy when
+    only the threshold changed, since the upload itself is gone by then), predict, and draw."""
+    from utils.images import resize_image
+    from utils.visualize import heatmap, overlay
+
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number, got {threshold!r}") from None
+    if not 0.0 < thr < 1.0:
+        raise UserError(f"threshold must be between 0 and 1, got {thr}")
+    key = _source_key(image)
+    if photo is not None and key is not None and photo.get("key") == key:
+        rgb, extra = photo["rgb"], list(photo["notes"])
+        if forget is not None:  # the same content uploaded again lands at the same path
+            forget(key)
+    else:
+        rgb, extra = read_input(image, forget), []
+    result = predictor.predict(rgb, thr)
+    if result.mask.shape != rgb.shape[:2]:  # the predictor scaled a very large photo down
+        rgb = resize_image(rgb, result.mask.shape)
+    extra += [n for n in result.notes if n not in predictor.loaded.notes and n not in extra]
+    state = {"key": key, "rgb": rgb, "notes": extra}
+    return (overlay(rgb, result.mask), heatmap(rgb, result.probs),
+            _summary(result.stats, thr, extra, result.face is not None), _table(result.stats), state)
+
+
+def model_info(predictor: WrinklePredictor) -> str:
+    """The Markdown that says which model and face region are in use, and warns of fallbacks."""
+    parser = getattr(predictor, "face_parser", None)
+    region = getattr(parser, "description", None) or NO_PARSER
+    lines = [f"**wrinkle model:** {predictor.description}  \n**face region:** {region}"]
+    if predictor.is_baseline:
+        lines.append("⚠ no trained wrinkle weights: showing the texture-map baseline, which marks "
+                     "fine lines and skin texture alike; expect many false wrinkles.")
+    if parser is None:
+        lines.append("⚠ no face parser: statistics are measured over the whole image, hair and "
+                     "background included.")
+    return "\n\n".join(lines)
+
+
+def _forget_upload(demo: gr.Blocks, path: str) -> None:
+    """Delete an uploaded file once it has been read, and its per-upload folder if empty.
+
+    Only files that gradio's upload route recorded are deleted: the bundled examples live in the
+    same cache and are kept (they are in a component's keep_in_cache set).
+    """
+    keep: set[str] = set()
+    for block in demo.blocks.values():
+        keep |= getattr(block, "keep_in_cache", set())
+    if path not in demo.upload_file_set or path in keep:
+        return
+    demo.upload_file_set.discard(path)
+    p = Path(path)
+    p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (a same-content upload) or already gone
+        p.parent.rmdir()
+
+
+def _check_in_cache(path: str) -> None:
+    """A file payload must name a file in gradio's cache (an upload or a bundled example).
+
+    With preprocess=False gradio checks this only for payloads that carry its FileData marker;
+    without this check a client could name any image on the server and get it drawn back.
+    """
+    from gradio.utils import get_upload_folder
+
+    if not Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+        raise UserError("the photo must be uploaded to the demo, not named by a server path")
+
+
+def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
+    """The demo page around one loaded predictor (not launched; see `serve`)."""
+    gr = _gradio()
+
+    # Uploads never go through gradio's own image decoding (preprocess=False on every event): the
+    # handler gets the upload's path, reads it with the project's loader, and deletes it at once.
+    # Blocks has no flagging, so nothing else writes inputs to disk.
+    with gr.Blocks(title="Wrinkle finder", analytics_enabled=False,
+                   delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown("# Facial wrinkle finder\nUpload a face photo, use the webcam or paste an "
+                    "image. Photos are processed in memory and deleted from the server once read.")
+        gr.Markdown(model_info(predictor), elem_id="model-info")
+        photo_state = gr.State(None, time_to_live=STATE_SECONDS)
+        with gr.Row():
+            with gr.Column():
+                photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                    image_mode=None, label="Face photo", elem_id="photo")
+                threshold = gr.Slider(0.05, 0.95, value=round(predictor.threshold, 2), step=0.01,
+                                      label="Threshold (lower finds more wrinkles)",
+                                      elem_id="threshold")
+                run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
+                if all(p.is_file() for p in EXAMPLES):
+                    gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
+                                cache_examples=False, label="Example faces (FFHQ, see examples/)")
+            with gr.Column():
+                # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
+                overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
+                                       buttons=["download", "fullscreen"], elem_id="overlay")
+                heatmap_out = gr.Image(label="Confidence heatmap", format="png",
+                                       interactive=False, buttons=["download", "fullscreen"],
+                                       elem_id="heatmap")
+        summary = gr.Markdown(elem_id="summary")
+        table = gr.Dataframe(headers=TABLE_HEADERS,
+                             datatype=["str", "number", "number", "number", "number"],
+                             interactive=False, label="Per face region", elem_id="regions")
+
+        def forget(path: str) -> None:
+            _forget_upload(demo, path)
+
+        def predict(image: Any, threshold: Any, photo: dict[str, Any] | None = None) -> Outputs:
+            """Find wrinkles in one photo: the `/predict` API endpoint and the button."""
+            try:
+                if isinstance(image, dict) and image.get("path"):
+                    _check_in_cache(image["path"])
+                return run_prediction(predictor, image, threshold, photo, forget)
+            except UserError as exc:
+                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
+
+        def refresh(image: Any, threshold: Any, photo: dict[str, Any] | None = None) -> Outputs:
+            """The same, for automatic re-runs: a cleared photo just clears the results."""
+            if image is None:
+                return None, None, "", None, None
+            return predict(image, threshold, photo)
+
+        def clear() -> tuple[None, None, str, None]:
+            return None, None, "", None
+
+        inputs = [photo_in, threshold, photo_state]
+        outputs = [overlay_out, heatmap_out, summary, table, photo_state]
+        common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
+        run.click(predict, inputs, outputs, api_name="predict", **common)
+        photo_in.change(clear, None, outputs[:4], queue=False, api_visibility="private").then(
+            refresh, inputs, outputs, api_visibility="private", **common)
+        threshold.release(refresh, inputs, outputs, api_visibility="private", **common)
+    demo.queue(default_concurrency_limit=1, max_size=16)
+    return demo
+
+
+def serve(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+          block: bool = True) -> str:
+    """Launch the demo with the project's settings and return its local URL; `block=False`
+    returns at once (tests, notebooks).
+
+    run_history=False: gradio 6 otherwise records every run (inputs and outputs) in the browser
+    and offers to copy them to a Hugging Face bucket. No MCP server, no PWA, no monitoring page,
+    no server-side rendering (it would need Node), and uploads capped at MAX_FILE_SIZE.
+    """
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                    quiet=not block, show_error=True, max_file_size=MAX_FILE_SIZE,
+                    enable_monitoring=False, ssr_mode=False, mcp_server=False, pwa=False,
+                    run_history=False)
+    except OSError as exc:
+        if "port" in str(exc):
+            raise UserError(f"cannot serve on {host}:{port}: the port is taken "
+                            "(choose another with --port)") from None
+        raise
+    return str(demo.local_url)
+
+
