@@ -110,3 +110,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_data, tmp_path, mon
     kept = load_checkpoint(tmp_path / "cp" / "t" / "last.pth")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v.float()).all() for v in kept["state_dict"].values())
+
+
+def test_wandb_offline_logs_without_an_account(small_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = tiny_config(*small_data, tmp_path / "cp", epochs=1)
+    cfg["logging"]["wandb"] = "offline"
+    train(cfg, progress=False, log=lambda s: None)
+    runs = list((tmp_path / "cp" / "t" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
