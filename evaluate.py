@@ -19,7 +19,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example: python evaluate.py --checkpoint "
                                        "res/cp/demo/best.pth --split val --out runs/eval-demo")
-    p.add_argument("-m", "--checkpoint", required=True, help="a checkpoint written by train.py")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("-m", "--checkpoint", help="a checkpoint written by train.py")
+    which.add_argument("--baseline", action="store_true",
+                       help="evaluate the texture-map baseline (needs --split FILE or all, and "
+                            "--image-dir/--mask-dir)")
     p.add_argument("-s", "--split", default="val",
                    help="val | train | test (ids stored in the checkpoint), all (every pair in "
                         "the folders), or an id-list file (default: val)")

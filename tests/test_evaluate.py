@@ -96,3 +96,15 @@ def test_split_from_id_file_and_all(trained_run, tmp_path):
     res = evaluate(trained_run / "best.pth", tmp_path / "g", split="all", amp="off", overlays=0,
                    progress=False, log=lambda s: None)
     assert res["images"] == 16
+
+
+def test_texture_baseline_is_evaluated_by_the_same_code(trained_run, tmp_path):
+    ckpt = load_checkpoint(trained_run / "best.pth")
+    data = ckpt["config"]["data"]
+    ids = tmp_path / "val_ids.txt"
+    ids.write_text("\n".join(ckpt["split"]["val"]) + "\n")
+    res = evaluate(None, tmp_path / "b", split=str(ids), image_dir=data["image_dir"],
+                   mask_dir=data["mask_dir"], overlays=1, progress=False, log=lambda s: None)
+    assert res["checkpoint"] == "texture-map baseline" and res["images"] == 4
+    assert res["resolution"] == 256 and 0 < res["micro"]["recall"] <= 1
+    assert (tmp_path / "b" / "per_image.csv").is_file()

@@ -50,13 +50,23 @@ def select_ids(ckpt: dict[str, Any], split: str) -> list[str] | None:
     return read_ids(path)
 
 
-def evaluate(checkpoint: str | Path, out: str | Path, split: str = "val",
+def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
              image_dir: str | None = None, mask_dir: str | None = None,
              threshold: float | None = None, batch_size: int = 8, device: str = "auto",
              amp: str = "auto", overlays: int = 4, workers: int = 0, strict: bool = False,
              progress: bool = True, log: Any = print) -> dict[str, Any]:
-    """Evaluate a checkpoint on a split; write the reports to `out`; return metrics.json's dict."""
-    ckpt = load_checkpoint(checkpoint)
+    """Evaluate a checkpoint (None: the texture-map baseline) on a split; write the reports to
+    `out`; return metrics.json's dict."""
+    if checkpoint is None:
+        from utils.inference import BASELINE_RECIPE, BASELINE_THRESHOLD, TextureBaseline
+
+        ckpt = {"preprocess": dict(BASELINE_RECIPE), "threshold": BASELINE_THRESHOLD,
+                "config": {}, "split": {}}
+        if split in ("val", "train", "test"):
+            raise UserError("the texture-map baseline has no stored split: give --split with an "
+                            "id-list file (e.g. a run's val_ids.txt) or all")
+    else:
+        ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.get("config", {})
     data_cfg = cfg.get("data", {})
     image_dir = image_dir or data_cfg.get("image_dir")
@@ -78,7 +88,8 @@ def evaluate(checkpoint: str | Path, out: str | Path, split: str = "val",
 
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
-    model = model_from_checkpoint(ckpt, str(checkpoint)).to(dev)
+    model = (TextureBaseline() if checkpoint is None
+             else model_from_checkpoint(ckpt, str(checkpoint))).to(dev)
     model.to(memory_format=torch.channels_last)
     dataset = WrinkleDataset(pairs, recipe)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
@@ -91,7 +102,8 @@ def evaluate(checkpoint: str | Path, out: str | Path, split: str = "val",
     curve = res.pop("pr_curve")
     res.pop("val_loss", None)
     summary = {
-        "checkpoint": str(checkpoint), "split": split, "images": len(rows),
+        "checkpoint": str(checkpoint) if checkpoint else "texture-map baseline",
+        "split": split, "images": len(rows),
         "resolution": recipe.get("image_size") or _native_size(dataset),
         "mask_rule": MASK_RULE, "mask_resize_rule": RESIZE_RULE,
         "threshold": thr, "decision": "wrinkle where probability > threshold",
@@ -107,7 +119,8 @@ def evaluate(checkpoint: str | Path, out: str | Path, split: str = "val",
     write_text(out / "per_image.csv", _rows_csv(rows))
     op = (res["recall"], res["precision"], thr)
     plot_pr_curve(out / "pr_curve.png", curve["precision"], curve["recall"], curve["thresholds"],
-                  op, title=f"{Path(checkpoint).name} on {split} ({len(rows)} images)")
+                  op, title=f"{Path(checkpoint).name if checkpoint else 'texture baseline'} on "
+                            f"{Path(split).name} ({len(rows)} images)")
     if overlays:
         _write_overlays(model, dataset, rows, out / "overlays", overlays, thr, dev, dtype)
     log(f"{len(rows)} images: micro F1 {res['f1']:.4f}  Jaccard {res['jaccard']:.4f}  "

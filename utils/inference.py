@@ -35,7 +35,6 @@ from utils.dataset import to_input
 from utils.errors import UserError
 from utils.images import resize_image
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
-from utils.texture import texture_map
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO / "res" / "cp" / "default_ffhq256.pth"
@@ -47,8 +46,21 @@ SEED_RECIPE = {"image_size": 512, "normalize": "imagenet", "texture": False,
 # The texture-map baseline: the map itself is the wrinkle score. Its threshold was chosen on the
 # validation ids of the bundled model (see README, results table).
 BASELINE_RECIPE = {"image_size": 256, "normalize": "symmetric", "texture": True,
-                   "face_labels": [1, 10], "face_masking": False, "in_channels": 3}
+                   "face_labels": [1, 10], "face_masking": False, "in_channels": 4}
 BASELINE_THRESHOLD = 0.25
+
+
+class TextureBaseline(torch.nn.Module):
+    """The texture map as a wrinkle score: no training, the floor any model must beat.
+
+    It reads the texture channel (the 4th input channel, in [-1, 1]) and returns it as a logit of
+    the probability (t + 1) / 2, so evaluation and inference treat it like any 1-logit model.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = ((x[:, 3:4].float() + 1.0) / 2.0).clamp(1e-6, 1 - 1e-6)
+        return torch.log(p) - torch.log1p(-p)
+
 
 # Face regions of an FFHQ-aligned face, as fractions (x0, x1, y0, y1) of the aligned frame.
 # The first region that contains a pixel claims it.
@@ -283,7 +295,7 @@ class WrinklePredictor:
         self.device = resolve_device(device)
         if checkpoint is None:
             self.loaded = LoadedModel("texture_baseline", "texture-map baseline (no trained model)",
-                                      dict(BASELINE_RECIPE), BASELINE_THRESHOLD, None,
+                                      dict(BASELINE_RECIPE), BASELINE_THRESHOLD, TextureBaseline(),
                                       ["no wrinkle weights: showing the texture-map baseline"])
         else:
             self.loaded = load_any_checkpoint(checkpoint)
@@ -307,7 +319,7 @@ class WrinklePredictor:
 
     @property
     def description(self) -> str:
-        if self.loaded.model is None:
+        if self.is_baseline:
             return self.loaded.name
         prec = "bf16" if self.dtype == torch.bfloat16 else "fp16" if self.dtype else "fp32"
         return f"{self.loaded.name} on {self.device.type} ({prec})"
@@ -339,10 +351,6 @@ class WrinklePredictor:
         for i, rgb in enumerate(rgbs):
             h, w = rgb.shape[:2]
             work = resize_image(rgb, (size, size)) if size else rgb
-            if self.loaded.model is None:
-                p = texture_map(work).astype(np.float32) / 255.0
-                outs[i] = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-                continue
             batch.append(to_input(work, recipe, None))
             where.append(i)
         if batch:
