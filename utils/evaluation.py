@@ -109,7 +109,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
         "threshold": thr, "decision": "wrinkle where probability > threshold",
         "precision_mode": str(dtype).replace("torch.", "") if dtype else "fp32",
         "micro": {k: res[k] for k in ("f1", "jaccard", "precision", "recall", "auroc",
-                                      "average_precision")},
+                                      "average_precision", "f1_tol1")},
         "macro": {"f1": res["macro_f1"], "jaccard": res["macro_jaccard"],
                   "images_left_out": res["images_without_any_wrinkle"]},
         "auc_binning": f"{len(curve['thresholds'])} thresholds",
@@ -125,7 +125,8 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
         _write_overlays(model, dataset, rows, out / "overlays", overlays, thr, dev, dtype)
     log(f"{len(rows)} images: micro F1 {res['f1']:.4f}  Jaccard {res['jaccard']:.4f}  "
         f"precision {res['precision']:.4f}  recall {res['recall']:.4f}  AUROC {res['auroc']:.4f}  "
-        f"AP {res['average_precision']:.4f}  macro F1 {res['macro_f1']:.4f}")
+        f"AP {res['average_precision']:.4f}  macro F1 {res['macro_f1']:.4f}  "
+        f"F1 (1 px tolerance) {res['f1_tol1']:.4f}")
     best = summary["best_f1_threshold"]
     log(f"best pooled F1 over thresholds: {best['f1']:.4f} at {best['threshold']:.3f} "
         "(chosen on these ids: optimistic)")
