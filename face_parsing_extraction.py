@@ -47,9 +47,9 @@ def extract_face_parsing(images_dir: str | Path, labels_out: str | Path, masked_
 
     from bisenet.parser import labels_to_size
     from face_masking import masked_face
-    from utils.dataset import index_folder
     from utils.errors import UserError
     from utils.images import IMAGE_EXTENSIONS, load_image
+    from utils.pairs import index_folder
     from utils.visualize import write_png
 
     images_dir, labels_out, masked_out = Path(images_dir), Path(labels_out), Path(masked_out)

@@ -37,9 +37,9 @@ def weak_label_path(out_dir: str | Path, key: str) -> Path:
 def make_weak_label(job: Job) -> tuple[str, str | None]:
     """Worker: write one texture map; returns (id, None) or (file, problem)."""
     key, image, labels, keep, out = job
-    from utils.dataset import face_mask_from_labels
     from utils.errors import UserError
     from utils.images import load_image
+    from utils.pairs import face_mask_from_labels
     from utils.texture import texture_map
     from utils.visualize import write_png
 
@@ -64,9 +64,9 @@ def make_weak_labels(images_dir: str | Path, out_dir: str | Path,
 
     from tqdm import tqdm
 
-    from utils.dataset import index_folder
     from utils.errors import UserError
     from utils.images import IMAGE_EXTENSIONS
+    from utils.pairs import index_folder
 
     images = index_folder(images_dir, IMAGE_EXTENSIONS, "image")
     if not images:

@@ -86,9 +86,9 @@ def collect_face_images(images_dir: str | Path, masks_dir: str | Path, out_dir: 
     """Copy (or hard-link) each image that has a manual mask to out_dir/<id>.png."""
     from tqdm import tqdm
 
-    from utils.dataset import MASK_EXTENSIONS, index_folder
     from utils.errors import UserError
     from utils.images import IMAGE_EXTENSIONS, load_image
+    from utils.pairs import MASK_EXTENSIONS, index_folder
     from utils.visualize import write_png
 
     images = index_folder(images_dir, IMAGE_EXTENSIONS, "FFHQ image")

@@ -35,7 +35,8 @@ def real_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of real faces and masks at `size` (the data pipeline's own preprocessing)."""
     if not (DATA / "manual_wrinkle_masks").is_dir():
         return torch.rand(batch, 3, size, size) * 2 - 1, (torch.rand(batch, 1, size, size) < 0.01)
-    from utils.dataset import WrinkleDataset, find_pairs, input_recipe
+    from utils.dataset import WrinkleDataset, input_recipe
+    from utils.pairs import find_pairs
 
     cfg = load_config(overrides={"data.image_size": size})
     rep = find_pairs(DATA / "images256x256", DATA / "manual_wrinkle_masks", progress=False)

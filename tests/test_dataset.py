@@ -11,16 +11,11 @@ from PIL import Image
 
 from tests.conftest import IMAGES, MASKS, labelled_ids, link_pairs, needs_data
 from utils.config import load_config
-from utils.dataset import (
-    WrinkleDataset,
-    build_augmentation,
-    find_pairs,
-    input_recipe,
-    resolve_pairs,
-)
+from utils.dataset import WrinkleDataset, build_augmentation, input_recipe
 from utils.errors import UserError
 from utils.images import load_image
 from utils.masks import read_mask, resize_mask
+from utils.pairs import find_pairs, resolve_pairs
 
 pytestmark = needs_data
 

@@ -21,8 +21,9 @@ from sklearn.metrics import (
 )
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset, find_pairs
+from utils.dataset import WrinkleDataset
 from utils.evaluation import evaluate
+from utils.pairs import find_pairs
 from utils.runtime import logits_to_probs
 
 

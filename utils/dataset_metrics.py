@@ -56,7 +56,7 @@ def dataset_metrics(image_dir: str | Path, mask_dir: str | Path, out: str | Path
     """
     # utils.dataset pulls in torch and albumentations (seconds): import it only when needed, so
     # that --help stays instant.
-    from utils.dataset import find_pairs, image_size_of
+    from utils.pairs import find_pairs, image_size_of
 
     if size is not None and size < 1:
         raise UserError(f"--size must be a positive number of pixels, got {size}")

@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset, find_pairs, resolve_pairs
+from utils.dataset import WrinkleDataset
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.masks import MASK_RULE, RESIZE_RULE
+from utils.pairs import find_pairs, resolve_pairs
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
 from utils.splits import read_ids
 from utils.training import validate

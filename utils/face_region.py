@@ -12,8 +12,9 @@
    ellipse in the image's own frame (FFHQ alignment puts every face in the same place).
 4. "none": the whole image, with a note saying why.
 
-OpenCV 5 ships no Haar cascades (the classic cascade classifier left the main modules), so with
-the pinned OpenCV 5 only 1, 3 and 4 are available; the notes say so.
+OpenCV 5 ships no Haar cascades (the classic cascade classifier left the main modules), which is
+why requirements.txt pins OpenCV 4.x; under OpenCV 5 only 1, 3 and 4 are available and the notes
+say so.
 
 The frame geometry was measured on the 772 FFHQ faces in ../shared (a Haar face box is 0.676 of
 the FFHQ frame wide, its centre at 0.549 of the height; the eyes sit at 0.47), and the ellipse

@@ -30,7 +30,7 @@ from utils.images import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from utils.masks import mask_values  # noqa: E402
 
 if TYPE_CHECKING:
-    from utils.dataset import Pair
+    from utils.pairs import Pair
 
 # Raw value sets that the binarisation rule reads as label maps (wrinkle = 1).
 LABEL_VALUE_SETS = ({0, 1}, {0, 255}, {1, 2}, {0, 1, 2})
@@ -93,7 +93,7 @@ def mask_value_problem(values: np.ndarray) -> str | None:
 
 def label_map_problem(path: Path, image_hw: tuple[int, int] | None) -> str | None:
     """Why a face-parsing label map is unusable (not 2-D integer ids in 0..18), or None."""
-    from utils.dataset import mask_fits
+    from utils.pairs import mask_fits
 
     try:
         labels = np.load(path, allow_pickle=False)
@@ -114,7 +114,7 @@ def label_map_problem(path: Path, image_hw: tuple[int, int] | None) -> str | Non
 
 def _check_pair_fully(pair: Pair, labels: dict[str, Path] | None) -> list[dict[str, str]]:
     """Every check of one pair: decode, binary values, frame, header, label map."""
-    from utils.dataset import check_pair, mask_fits
+    from utils.pairs import check_pair, mask_fits
 
     rows: list[dict[str, str]] = []
     image_hw = None
@@ -157,7 +157,7 @@ def _check_all(image_dir: str | Path, mask_dir: str | Path, labels_dir: str | Pa
     """The problem rows and the number of pairs checked."""
     # utils.dataset pulls in torch and albumentations (seconds): import it only when needed, so
     # that --help stays instant.
-    from utils.dataset import MASK_EXTENSIONS, find_pairs, index_folder
+    from utils.pairs import MASK_EXTENSIONS, find_pairs, index_folder
 
     report = find_pairs(image_dir, mask_dir, check=False, progress=False)
     labels = index_folder(labels_dir, (".npy",), "face-parsing label") if labels_dir else None

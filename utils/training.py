@@ -30,16 +30,11 @@ from utils.checkpoints import (
     state_dict_copy,
 )
 from utils.config import save_config
-from utils.dataset import (
-    WrinkleDataset,
-    build_augmentation,
-    find_pairs,
-    input_recipe,
-    resolve_pairs,
-)
+from utils.dataset import WrinkleDataset, build_augmentation, input_recipe
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.metrics import SegmentationMetrics
+from utils.pairs import find_pairs, resolve_pairs
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, seed_everything
 from utils.splits import make_split, read_ids, save_split
 
