@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 where the device supports it, else fp32")
+    p.add_argument("--crop", default="auto", choices=["auto", "always", "never"],
+                   help="crop to an FFHQ-like face crop first (auto: photos that are not "
+                        "FFHQ-aligned, i.e. not square 256..1024 px)")
+    p.add_argument("--no-face", default="whole", choices=["whole", "skip"],
+                   help="a photo in which no face is found: use the whole photo, or skip it")
+    p.add_argument("--face-region", default="auto", choices=["auto", "none"],
+                   help="measure statistics in the face region (auto) or the whole image")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -48,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference import WrinklePredictor  # here, so that --help answers at once
     from utils.prediction import predict_files
 
+    kw = {"device": args.device, "precision": args.precision, "crop": args.crop,
+          "no_face": args.no_face, "face": args.face_region}
     if args.baseline:
-        predictor = WrinklePredictor(None, device=args.device, precision=args.precision)
+        predictor = WrinklePredictor(None, **kw)
     elif args.checkpoint:
-        predictor = WrinklePredictor(args.checkpoint, device=args.device, precision=args.precision)
+        predictor = WrinklePredictor(args.checkpoint, **kw)
     else:
-        predictor = WrinklePredictor.default(device=args.device, precision=args.precision)
+        predictor = WrinklePredictor.default(**kw)
+    print(f"face region: {predictor.face_description}")
     for note in predictor.loaded.notes:
         print(f"note: {note}")
     res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,

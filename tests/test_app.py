@@ -116,7 +116,7 @@ def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     assert state["rgb"].shape == rgb.shape
     assert (face_path()).is_file()  # a plain path (not an upload) is never deleted
     info = app.model_info(predictor)
-    assert predictor.description in info and "no face parser available" in info
+    assert predictor.description in info and "no face-parser weights" in info
     assert ("⚠ no trained wrinkle weights" in info) == predictor.is_baseline
 
 
@@ -273,7 +273,7 @@ def test_browser_upload_shows_the_overlay(server: str, tmp_path: Path) -> None:
         try:
             page = browser.new_page()
             page.goto(server)
-            assert "no face parser available" in page.inner_text("#model-info")
+            assert "no face-parser weights" in page.inner_text("#model-info")
             page.set_input_files("#photo input[type=file]", str(face_path()))
             page.wait_for_selector("#overlay img[src]", timeout=30_000)
             page.wait_for_function(

@@ -203,4 +203,22 @@ def test_odd_images_and_predict_script(trained_run, tmp_path, face, capsys):
             assert (out / f"{stem}{suffix}").is_file()
         mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
-        assert int(r["wrinkle_px"]) == int((mask > 0).sum())
+        # Statistics count wrinkles inside the face region only.
+        assert 0 < int(r["face_px"]) < 256 * 256
+        assert int(r["wrinkle_px"]) <= int((mask > 0).sum())
+
+
+def test_photo_that_is_not_aligned_is_cropped_to_the_face_and_mapped_back(trained_run, face):
+    canvas = np.full((600, 900, 3), 120, np.uint8)
+    canvas[200:456, 500:756] = face
+    p = WrinklePredictor(trained_run / "best.pth", precision="fp32")
+    res = p.predict(canvas)
+    assert res.mask.shape == res.probs.shape == (600, 900)
+    assert any(n.startswith("cropped to the face") for n in res.notes), res.notes
+    outside = np.ones((600, 900), bool)
+    outside[150:520, 450:820] = False  # the crop lies around the pasted face
+    assert not res.mask[outside].any() and res.mask[200:456, 500:756].any()
+    assert res.face is not None and res.face[200:456, 500:756].mean() > 0.2
+    with pytest.raises(UserError, match="no face"):
+        WrinklePredictor(trained_run / "best.pth", no_face="skip").predict(
+            np.full((300, 500, 3), 128, np.uint8))

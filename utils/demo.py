@@ -38,7 +38,6 @@ MAX_FILE_SIZE = "50mb"
 # or client; the bundled examples are exempt (gradio keeps them).
 DELETE_CACHE = (60, 60)
 STATE_SECONDS = 900  # how long a session keeps its decoded photo in memory for threshold re-runs
-NO_PARSER = "whole image (no face parser available)"
 
 Outputs = tuple[Any, Any, str, Any, Any]  # overlay, heatmap, summary, table, photo state
 
@@ -152,11 +151,12 @@ def _table(stats: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
-def _summary(stats: dict[str, Any], threshold: float, notes: list[str], parsed: bool) -> str:
-    region = "from the face parser" if parsed else "whole image"
+def _summary(stats: dict[str, Any], threshold: float, notes: list[str], has_face: bool) -> str:
+    region = "the face region" if has_face else "the whole image"
     lines = [f"### Wrinkles cover {100 * stats['wrinkle_share']:.2f} % of the face",
-             f"{stats['wrinkle_px']:,} of {stats['face_px']:,} px at threshold {threshold:.2f}; "
-             f"face region: {region}. Regions assume an FFHQ-aligned face (centred, upright)."]
+             f"{stats['wrinkle_px']:,} of {stats['face_px']:,} px of {region} at threshold "
+             f"{threshold:.2f}. Regions are measured in an FFHQ-like face frame (photos that are "
+             "not FFHQ-aligned are cropped to the face first)."]
     lines += [f"note: {n}" for n in notes]
     return "\n\n".join(lines)
 
@@ -193,15 +193,15 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
 
 def model_info(predictor: WrinklePredictor) -> str:
     """The Markdown that says which model and face region are in use, and warns of fallbacks."""
-    parser = getattr(predictor, "face_parser", None)
-    region = getattr(parser, "description", None) or NO_PARSER
-    lines = [f"**wrinkle model:** {predictor.description}  \n**face region:** {region}"]
+    lines = [f"**wrinkle model:** {predictor.description}  \n"
+             f"**face region:** {predictor.face_description}"]
     if predictor.is_baseline:
         lines.append("⚠ no trained wrinkle weights: showing the texture-map baseline, which marks "
                      "fine lines and skin texture alike; expect many false wrinkles.")
-    if parser is None:
-        lines.append("⚠ no face parser: statistics are measured over the whole image, hair and "
-                     "background included.")
+    if predictor.face_fallback:
+        lines.append("⚠ no face-parser weights (res/cp/79999_iter.pth): the face region is an "
+                     "approximation from OpenCV's face detector; it may include some hair or "
+                     "background, or miss skin at the edges.")
     return "\n\n".join(lines)
 
 

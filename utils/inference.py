@@ -34,6 +34,7 @@ from utils.checkpoints import FORMAT, model_from_checkpoint, read_checkpoint_fil
 from utils.dataset import to_input
 from utils.errors import UserError
 from utils.images import resize_image
+from utils.masks import resize_mask
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,11 +288,38 @@ def wrinkle_stats(mask: np.ndarray, face: np.ndarray | None) -> dict[str, Any]:
             "regions": regions}
 
 
+class NoFaceError(UserError):
+    """No face was found in a photo and the caller asked to skip such photos."""
+
+
+@dataclass
+class _Work:
+    """One photo on its way through the predictor: the frame the model sees and how to go back."""
+
+    photo_shape: tuple[int, int]
+    image: np.ndarray  # the face crop, or the (scaled) photo itself
+    face: np.ndarray | None  # the face region in `image`
+    transform: Any  # utils.face_region.FaceTransform, or None when not cropped
+    notes: list[str]
+
+
 class WrinklePredictor:
-    """Load a wrinkle model once; predict probability maps, masks and statistics for photos."""
+    """Load a wrinkle model once; predict probability maps, masks and statistics for photos.
+
+    face: "auto" finds the face region (the BiSeNet parser when res/cp/79999_iter.pth is present,
+    else OpenCV's Haar cascades or the FFHQ template, see utils.face_region); "none" uses the
+    whole image. crop: "auto" crops photos that are not FFHQ-aligned (not square 256..1024 px) to
+    an FFHQ-like face crop and maps the prediction back; "always" and "never" force it.
+    no_face: what to do with a photo without a face when cropping: "whole" image, or "skip"
+    (NoFaceError).
+    """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
-                 precision: str = "auto", max_side: int = 4096) -> None:
+                 precision: str = "auto", max_side: int = 4096, face: str = "auto",
+                 crop: str = "auto", no_face: str = "whole", parser: Any = None) -> None:
+        if face not in ("auto", "none") or crop not in ("auto", "always", "never") or \
+                no_face not in ("whole", "skip"):
+            raise ValueError(f"bad face/crop/no_face option: {face!r}, {crop!r}, {no_face!r}")
         self.device = resolve_device(device)
         if checkpoint is None:
             self.loaded = LoadedModel("texture_baseline", "texture-map baseline (no trained model)",
@@ -301,6 +329,12 @@ class WrinklePredictor:
             self.loaded = load_any_checkpoint(checkpoint)
         self.checkpoint = checkpoint
         self.max_side = max_side
+        self.face_mode, self.crop_mode, self.no_face = face, crop, no_face
+        self.parser = parser
+        if parser is None and face == "auto":
+            from utils.face_region import _default_parser
+
+            self.parser = _default_parser()
         self.dtype = None if precision == "fp32" else amp_dtype(
             self.device, "bf16" if precision == "bf16" else "auto")
         if self.loaded.model is not None:
@@ -325,10 +359,32 @@ class WrinklePredictor:
         return f"{self.loaded.name} on {self.device.type} ({prec})"
 
     @property
+    def face_description(self) -> str:
+        """Which face region is in use, for the app's model line and the CSV."""
+        from utils.face_region import haar_available
+
+        if self.face_mode == "none":
+            return "whole image (face region off)"
+        if self.parser is not None:
+            return getattr(self.parser, "description", "BiSeNet face parser")
+        if haar_available():
+            return ("fallback: OpenCV Haar face box with an elliptical skin region "
+                    "(no face-parser weights at res/cp/79999_iter.pth)")
+        return "fallback: FFHQ template ellipse (no face-parser weights, no Haar cascades)"
+
+    @property
+    def face_fallback(self) -> bool:
+        """True when the face region is not the face parser's (the app shows a warning)."""
+        return self.parser is None
+
+    @property
     def threshold(self) -> float:
         return self.loaded.threshold
 
-    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def _prepare(self, rgb: np.ndarray) -> _Work:
+        """Check and scale the photo, crop it to the face where asked, find the face region."""
+        from utils.face_region import crop_face, face_region, is_ffhq_aligned
+
         notes = []
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UserError(f"expected an RGB uint8 image, got shape {rgb.shape} {rgb.dtype}")
@@ -339,33 +395,51 @@ class WrinklePredictor:
             s = self.max_side / max(h, w)
             rgb = resize_image(rgb, (max(1, round(h * s)), max(1, round(w * s))))
             notes.append(f"scaled down from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, notes
+        image, transform = rgb, None
+        if self.crop_mode == "always" or (self.crop_mode == "auto" and not is_ffhq_aligned(rgb.shape)):
+            fc = crop_face(rgb, parser=self.parser, use_default_parser=False)
+            if fc.found:
+                image, transform = fc.image, fc.transform
+                notes.append(f"cropped to the face ({fc.source}): {fc.transform.side} px square "
+                             f"at ({fc.transform.x0}, {fc.transform.y0})")
+                notes += fc.notes
+            elif self.no_face == "skip":
+                raise NoFaceError("no face found in the photo (skipped as asked)")
+            else:
+                notes.append("no face found: the whole photo is used")
+        face = None
+        if self.face_mode == "auto":
+            region = face_region(image, self.parser, use_default_parser=False)
+            face = region.mask
+            if region.source == "none":
+                notes += region.notes
+        return _Work(rgb.shape[:2], image, face, transform, notes)
 
     @torch.inference_mode()
-    def probabilities(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
-        """Wrinkle probability maps at each (already prepared) image's own size."""
+    def _probabilities(self, works: list[_Work]) -> list[np.ndarray]:
+        """Wrinkle probability maps in each work frame (batched where input shapes agree)."""
         size = self.loaded.recipe.get("image_size")
         recipe = self.loaded.recipe
-        outs: list[np.ndarray | None] = [None] * len(rgbs)
-        batch, where = [], []
-        for i, rgb in enumerate(rgbs):
-            h, w = rgb.shape[:2]
-            work = resize_image(rgb, (size, size)) if size else rgb
-            batch.append(to_input(work, recipe, None))
-            where.append(i)
-        if batch:
-            shapes = {tuple(x.shape) for x in batch}
-            groups = [batch] if len(shapes) == 1 else [[x] for x in batch]
-            probs: list[np.ndarray] = []
-            for g in groups:
-                x = torch.stack(g).to(self.device).contiguous(memory_format=torch.channels_last)
-                with autocast(self.device, self.dtype):
-                    logits = self.loaded.model(x)
-                probs += list(logits_to_probs(logits).cpu().numpy())
-            for i, p in zip(where, probs, strict=True):
-                h, w = rgbs[i].shape[:2]
-                outs[i] = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-        return [np.clip(o, 0.0, 1.0) for o in outs]  # type: ignore[arg-type]
+        batch = []
+        for wk in works:
+            image, face = wk.image, wk.face
+            if size and image.shape[:2] != (size, size):
+                image = resize_image(image, (size, size))
+                if face is not None:
+                    face = resize_mask(face, (size, size))
+            batch.append(to_input(image, recipe, face if recipe.get("face_masking") else None))
+        groups = [batch] if len({tuple(x.shape) for x in batch}) == 1 else [[x] for x in batch]
+        probs: list[np.ndarray] = []
+        for g in groups:
+            x = torch.stack(g).to(self.device).contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.dtype):
+                logits = self.loaded.model(x)
+            probs += list(logits_to_probs(logits).cpu().numpy())
+        out = []
+        for wk, p in zip(works, probs, strict=True):
+            h, w = wk.image.shape[:2]
+            out.append(np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1))
+        return out
 
     def predict(self, rgb: np.ndarray, threshold: float | None = None) -> WrinkleResult:
         """Predict one RGB uint8 photo."""
@@ -373,16 +447,20 @@ class WrinklePredictor:
 
     def predict_batch(self, rgbs: list[np.ndarray],
                       threshold: float | None = None) -> list[WrinkleResult]:
-        """Predict several photos (batched through the model when their sizes agree)."""
+        """Predict several photos: maps and masks at each photo's size (after any scaling down),
+        statistics measured in the face frame."""
         thr = self.threshold if threshold is None else float(threshold)
         if not 0.0 < thr < 1.0:
             raise UserError(f"threshold must be between 0 and 1, got {thr}")
-        prepared = [self._prepare(r) for r in rgbs]
-        probs = self.probabilities([p[0] for p in prepared])
+        works = [self._prepare(r) for r in rgbs]
         results = []
-        for (_rgb, notes), p in zip(prepared, probs, strict=True):
-            mask = p > thr
-            results.append(WrinkleResult(p.astype(np.float32), mask, None, thr,
-                                         wrinkle_stats(mask, None),
-                                         list(self.loaded.notes) + notes))
+        for wk, p in zip(works, self._probabilities(works), strict=True):
+            stats = wrinkle_stats(p > thr, wk.face)
+            face = wk.face
+            if wk.transform is not None:
+                p = wk.transform.paste_back(p.astype(np.float32), wk.photo_shape)
+                if face is not None:
+                    face = wk.transform.paste_back(face, wk.photo_shape, fill=False)
+            results.append(WrinkleResult(p.astype(np.float32), p > thr, face, thr, stats,
+                                         list(self.loaded.notes) + wk.notes))
         return results
