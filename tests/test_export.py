@@ -1,0 +1,31 @@
+"""Exporting a checkpoint for shipping: slim, half precision, same masks, same loader."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import IMAGES, labelled_ids
+from utils.checkpoints import load_checkpoint
+from utils.errors import UserError
+from utils.export import export_checkpoint, main, mask_agreement
+from utils.inference import load_any_checkpoint
+
+
+def test_half_precision_export_keeps_the_masks(trained_run, tmp_path):
+    dst = tmp_path / "model.pth"
+    out = export_checkpoint(trained_run / "best.pth", dst, half=True, threshold=0.4, note="x")
+    ckpt = load_checkpoint(dst)
+    assert not {"optimizer", "rng", "history"} & set(ckpt)
+    assert ckpt["threshold"] == 0.4 and ckpt["split"] == out["split"]
+    assert all(str(v.dtype) == "torch.float16" for v in ckpt["state_dict"].values()
+               if v.is_floating_point())
+    assert dst.stat().st_size < 0.6 * (trained_run / "best.pth").stat().st_size
+    assert load_any_checkpoint(dst).kind == "ours"
+    faces = [IMAGES / f"{i}.jpg" for i in labelled_ids(3)]
+    assert mask_agreement(trained_run / "best.pth", dst, faces) >= 0.995
+
+
+def test_export_cli_refuses_to_overwrite_its_input(trained_run):
+    src = str(trained_run / "best.pth")
+    with pytest.raises(UserError, match="overwrite"):
+        main([src, src])
