@@ -28,6 +28,8 @@ from torchmetrics.classification import (
     BinaryStatScores,
 )
 
+from utils.distributed import gather_lists
+
 
 class TolerantF1(Metric):
     """Pooled F1 where a pixel counts as matched when the other mask has a pixel within
@@ -121,11 +123,12 @@ class SegmentationMetrics:
 
     def image_rows(self) -> list[dict[str, Any]]:
         """Per-image counts and scores (F1/Jaccard NaN where truth and prediction are both empty)."""
-        stats = self.per_image.compute()
+        stats = self.per_image.compute()  # gathered over ranks, in rank order
         if stats.ndim == 1:
             stats = stats[None]
         rows = []
-        for image_id, (tp, fp, tn, fn, _support) in zip(self.ids, stats.tolist(), strict=True):
+        ids = gather_lists(self.ids)  # the same rank order
+        for image_id, (tp, fp, tn, fn, _support) in zip(ids, stats.tolist(), strict=True):
             denom = tp + fp + fn
             rows.append({
                 "id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from losses import build_loss
 from unet import build_model
+from utils import distributed
 from utils.checkpoints import (
     load_checkpoint,
     rng_state,
@@ -31,6 +33,7 @@ from utils.checkpoints import (
 )
 from utils.config import save_config
 from utils.dataset import WrinkleDataset, build_augmentation, input_recipe
+from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.metrics import SegmentationMetrics
@@ -109,19 +112,23 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
         if on_batch is not None:
             on_batch(batch, probs)
         n += x.shape[0]
-    out = metrics.compute()
-    out["val_loss"] = float(loss_sum) / max(1, n) if criterion is not None else float("nan")
+    out = metrics.compute()  # torchmetrics sums the states over ranks first
+    totals = distributed.sum_across(torch.stack([loss_sum.float(),
+                                                 torch.tensor(float(n), device=device)]))
+    out["val_loss"] = float(totals[0] / totals[1].clamp(min=1)) if criterion is not None \
+        else float("nan")
     return out, metrics
 
 
 def _prepare_run(cfg: dict[str, Any], resume: dict[str, Any] | None) -> tuple[Path, dict]:
     t = cfg["train"]
-    run_name = t["run_name"] or time.strftime("run-%Y%m%d-%H%M%S")
+    run_name = t["run_name"] or distributed.broadcast(time.strftime("run-%Y%m%d-%H%M%S"))
     cfg["train"]["run_name"] = run_name
     run_dir = Path(t["out_dir"]) / run_name
     if resume is None and (run_dir / "last.pth").exists():
         raise UserError(f"{run_dir}: a run of this name exists; resume it with --resume "
                         f"{run_dir / 'last.pth'} or choose another --run-name")
+    distributed.barrier()  # every rank has checked before rank 0 writes anything
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, cfg
 
@@ -139,8 +146,23 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
         if "optimizer" not in resumed:
             raise UserError(f"{resume}: holds no optimizer state; resume from a run's last.pth")
     d, t = cfg["data"], cfg["train"]
+    info = distributed.setup()
+    try:
+        return _train(cfg, d, t, info, resumed, resume, init, on_epoch_end, progress, log)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: distributed.DistInfo,
+           resumed: dict[str, Any] | None, resume: Path | None, init: str | Path | None,
+           on_epoch_end: Callable[[int, dict[str, Any]], None] | None, progress: bool,
+           log: Callable[[str], None]) -> dict[str, Any]:
+    if not info.main:  # only rank 0 prints, writes and shows progress
+        log, progress = (lambda s: None), False
     seed_everything(t["seed"])
     device = resolve_device(t["device"])
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
     dtype = amp_dtype(device, t["amp"])
     run_dir, cfg = _prepare_run(cfg, resumed)
 
@@ -156,10 +178,12 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
     missing = [i for i in split["train"] + split["val"] if i not in by_id]
     if missing:
         raise UserError(f"{len(missing)} ids of the split have no usable pair (first: {missing[0]})")
-    save_split(split, run_dir)
-    save_config(cfg, run_dir / "config.yaml")
+    if info.main:
+        save_split(split, run_dir)
+        save_config(cfg, run_dir / "config.yaml")
     log(f"run folder: {run_dir}  (train {len(split['train'])}, val {len(split['val'])}, "
-        f"test {len(split['test'])} held out)")
+        f"test {len(split['test'])} held out)"
+        + (f"; {info.world} processes, batch {t['batch_size']} each" if info.enabled else ""))
 
     recipe = input_recipe(cfg)
     if recipe["image_size"] is None:  # native size: record it, so inference resizes photos to it
@@ -172,10 +196,15 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
     val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe)
     loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
                                  "pin_memory": device.type == "cuda"}
-    drop_last = len(train_ds) > t["batch_size"]
+    if d["num_workers"] > 0:
+        loader_kw["persistent_workers"] = False  # workers must see each epoch's augmentation seed
+    per_rank = len(train_ds) // info.world
+    drop_last = per_rank > t["batch_size"]
+    val_sampler = UnpaddedDistributedSampler(val_ds, info.world, info.rank) if info.enabled \
+        else None
     val_loader = DataLoader(val_ds, batch_size=cfg["eval"]["batch_size"], shuffle=False,
-                            **loader_kw)
-    steps_per_epoch = len(train_ds) // t["batch_size"] if drop_last else 1
+                            sampler=val_sampler, **loader_kw)
+    steps_per_epoch = per_rank // t["batch_size"] if drop_last else 1
 
     mr = model_recipe(cfg, recipe["in_channels"])
     model = build_model(mr["name"], n_channels=mr["n_channels"], n_classes=mr["n_classes"],
@@ -183,17 +212,27 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
                         pretrained_encoder=cfg["model"]["pretrained_encoder"])
     if init is not None and resumed is None:
         _load_init(model, init, log)
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+    if info.enabled and t["sync_bn"]:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if t["channels_last"]:
         model.to(memory_format=torch.channels_last)
+    raw_model = model  # what checkpoints hold: no DDP or compile wrappers
+    if info.enabled:
+        model = DistributedDataParallel(
+            model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+    if t["compile"]:
+        model = torch.compile(model)
     criterion = build_loss(cfg["loss"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=t["lr"],
+                                  weight_decay=t["weight_decay"])
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     start_epoch, history, best, stale = 1, [], -1.0, 0
     if resumed is not None:
-        model.load_state_dict(resumed["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
         if scheduler is not None and resumed.get("scheduler") is not None:
             scheduler.load_state_dict(resumed["scheduler"])
@@ -206,7 +245,7 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
         set_rng_state(resumed["rng"])
         log(f"resuming {resume} at epoch {start_epoch}")
 
-    wandb_run = _start_wandb(cfg, run_dir, log)
+    wandb_run = _start_wandb(cfg, run_dir, log) if info.main else None
     threshold = cfg["eval"]["threshold"]
     base_payload = {"model": mr, "preprocess": recipe, "threshold": threshold, "split": split,
                     "config": cfg}
@@ -214,9 +253,16 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
     for epoch in range(start_epoch, t["epochs"] + 1):
         started = time.time()
         train_ds.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(t["seed"] * 7919 + epoch)
-        train_loader = DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True,
-                                  generator=gen, drop_last=drop_last, **loader_kw)
+        if info.enabled:
+            sampler = DistributedSampler(train_ds, info.world, info.rank, shuffle=True,
+                                         seed=t["seed"] * 7919, drop_last=True)
+            sampler.set_epoch(epoch)
+            train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler,
+                                      drop_last=drop_last, **loader_kw)
+        else:
+            gen = torch.Generator().manual_seed(t["seed"] * 7919 + epoch)
+            train_loader = DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True,
+                                      generator=gen, drop_last=drop_last, **loader_kw)
         train_loss = _train_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
                                   device, dtype, t, epoch, progress, last_path)
         val, _ = validate(model, val_loader, device, dtype, criterion, threshold,
@@ -234,17 +280,19 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
         else:
             stale += 1
         metrics = {k: val[k] for k in HISTORY_FIELDS[4:12]} | {"val_loss": val["val_loss"]}
-        if improved:
+        if improved and info.main:
             save_checkpoint(best_path, base_payload | {
-                "state_dict": state_dict_copy(model), "epoch": epoch, "metrics": metrics,
+                "state_dict": state_dict_copy(raw_model), "epoch": epoch, "metrics": metrics,
                 "best_score": best})
-        save_checkpoint(last_path, base_payload | {
-            "state_dict": state_dict_copy(model), "epoch": epoch, "metrics": metrics,
+        if info.main:
+            save_checkpoint(last_path, base_payload | {
+                "state_dict": state_dict_copy(raw_model), "epoch": epoch, "metrics": metrics,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "rng": rng_state(), "history": history, "best_score": best, "stale_epochs": stale})
-        write_text(run_dir / "history.csv", _history_csv(history))
+            write_text(run_dir / "history.csv", _history_csv(history))
+        distributed.barrier()
         log(f"epoch {epoch}/{t['epochs']}  loss {train_loss:.4f}  val loss {val['val_loss']:.4f}  "
             f"F1 {val['f1']:.4f}  Jaccard {val['jaccard']:.4f}  AUROC {val['auroc']:.4f}"
             f"{'  (best)' if improved else ''}  {row['seconds']:.0f}s")
@@ -264,8 +312,10 @@ def train(cfg: dict[str, Any], resume: str | Path | None = None, init: str | Pat
                "amp": str(dtype).replace("torch.", "") if dtype else "off",
                "resolution": recipe["image_size"] or "native",
                "mask_rule": "utils.masks (max-pool shrink)", "threshold": threshold}
-    write_json(run_dir / "summary.json", summary)
+    if info.main:
+        write_json(run_dir / "summary.json", summary)
     return summary
+
 
 
 def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, dtype, t,
@@ -285,7 +335,7 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
             logits = model(x)
         loss = criterion(logits.float(), y)
         bad |= ~torch.isfinite(loss.detach())
-        if step % check_every == 0 and bool(bad):
+        if step % check_every == 0 and bool(distributed.sum_across(bad.float().clone()) > 0):
             kept = f"the last good checkpoint is {last_path}" if last_path.exists() else \
                 "no checkpoint was written yet"
             raise TrainingStopped(f"loss became NaN/inf at epoch {epoch}, step {step}; training "
@@ -301,10 +351,12 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
             scheduler.step()
         loss_sum += loss.detach() * x.shape[0]
         n += x.shape[0]
-    if bool(bad):
+    totals = distributed.sum_across(torch.stack([loss_sum.float(), bad.float(),
+                                                 torch.tensor(float(n), device=device)]))
+    if totals[1] > 0:
         raise TrainingStopped(f"loss became NaN/inf in epoch {epoch}; training stopped and the "
                               f"last good checkpoint is {last_path}")
-    return float(loss_sum) / max(1, n)
+    return float(totals[0] / totals[2].clamp(min=1))
 
 
 def _load_init(model: torch.nn.Module, path: str | Path, log: Callable[[str], None]) -> None:
