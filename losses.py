@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DiceFocalLoss", "build_loss", "focal_loss", "soft_dice_loss"]
+__all__ = ["DiceFocalLoss", "SoftTargetMSE", "build_loss", "focal_loss", "soft_dice_loss"]
 
 
 def _as_nhw(x: torch.Tensor, ref_shape: torch.Size, what: str) -> torch.Tensor:
@@ -198,13 +198,44 @@ class DiceFocalLoss(nn.Module):
 _LOSS_KEYS = ("dice_weight", "focal_weight", "alpha", "gamma", "smooth")
 
 
+class SoftTargetMSE(nn.Module):
+    """Mean squared error between the wrinkle probability and a soft target in [0, 1].
+
+    For stage 1 of the FFHQ-Wrinkle recipe: the weak labels are texture maps (grey levels, not
+    masks), and the paper pretrains on them by regression with MSE. Regressing the probability
+    (sigmoid, or softmax class 1) keeps the head the same for stage 2's Dice on manual masks.
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        logits = logits.float()
+        if logits.shape[1] == 1:
+            p = torch.sigmoid(logits[:, 0])
+        elif logits.shape[1] == 2:
+            p = torch.softmax(logits, dim=1)[:, 1]
+        else:
+            raise ValueError(f"expected 1 or 2 output channels, got {logits.shape[1]}")
+        t = _as_nhw(target.float(), p.shape, "target")
+        err = (p - t) ** 2
+        if valid is None:
+            return err.mean()
+        v = _as_nhw(valid, p.shape, "valid") > 0.5
+        return _masked(err, v).sum() / v.sum().clamp(min=1)
+
+
 def build_loss(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     """Build the loss from a config mapping; missing keys take defaults, unknown keys fail.
 
-    Failing on unknown keys catches typos (``"gama"``) that would otherwise silently train
-    with the default value.
+    ``name`` is ``dice_focal`` (manual masks) or ``mse`` (soft weak labels, stage 1). Failing on
+    unknown keys catches typos (``"gama"``) that would otherwise silently train with the default
+    value.
     """
     cfg = dict(cfg or {})
+    name = cfg.pop("name", "dice_focal")
+    if name == "mse":
+        return SoftTargetMSE()
+    if name != "dice_focal":
+        raise ValueError(f"unknown loss name {name!r}; allowed: dice_focal, mse")
     unknown = sorted(set(cfg) - set(_LOSS_KEYS))
     if unknown:
         raise ValueError(f"unknown loss config keys {unknown}; allowed: {list(_LOSS_KEYS)}")

@@ -24,25 +24,28 @@ DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 CHOICES: dict[str, tuple[Any, ...]] = {
     "data.normalize": ("symmetric", "imagenet"),
     "model.name": ("unet", "resnet50_unet"),
+    "loss.name": ("dice_focal", "mse"),
+    "data.target": ("manual", "weak"),
     "model.n_classes": (1, 2),
-    "train.scheduler": ("cosine", "plateau", "none"),
+    "train.scheduler": ("cosine", "cosine_restarts", "plateau", "none"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
     "logging.wandb": ("off", "offline", "online"),
 }
 # Keys whose default is null: the type a value must have when it is not null.
 NULLABLE_TYPES: dict[str, type] = {
+    "data.mask_dir": str,
     "data.face_labels_dir": str,
     "data.image_size": int,
     "data.val_ids": str,
     "data.test_ids": str,
     "train.run_name": str,
 }
-POSITIVE = {"data.image_size", "train.epochs", "train.batch_size", "eval.batch_size",
+POSITIVE = {"data.image_size", "train.restart_epochs", "train.epochs", "train.batch_size", "eval.batch_size",
             "eval.auc_bins", "model.base_channels"}
 NON_NEGATIVE = {"data.num_workers", "train.lr", "train.weight_decay", "train.grad_clip",
                 "train.warmup_epochs", "train.early_stopping", "loss.dice_weight",
                 "loss.focal_weight", "loss.gamma", "loss.smooth", "eval.overlays"}
-UNIT_INTERVAL = {"data.val_fraction", "loss.alpha", "eval.threshold", "augment.hflip",
+UNIT_INTERVAL = {"data.val_fraction", "data.test_fraction", "loss.alpha", "eval.threshold", "augment.hflip",
                  "augment.affine", "augment.brightness_contrast", "augment.blur_noise"}
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.images import load_image, resize_image
-from utils.masks import read_mask, resize_mask
+from utils.masks import mask_values, read_mask, resize_mask
 from utils.pairs import Pair, face_mask_from_labels
 from utils.texture import texture_map
 
@@ -85,14 +85,22 @@ class WrinkleDataset(Dataset):
 
     Augmentation is re-seeded per (seed, epoch, index), so a run is repeatable whatever the number
     of loader workers, and a resumed run sees the same samples an uninterrupted one would.
+
+    target "manual": binary masks by the mask rule. target "weak": soft targets in [0, 1], the
+    weak-label files' grey levels when pairs have masks, else the texture map of the augmented
+    image itself (masked to the face when labels are given): stage 1 of the FFHQ-Wrinkle recipe.
     """
 
     def __init__(self, pairs: list[Pair], recipe: dict[str, Any],
-                 transform: A.Compose | None = None, seed: int = 0) -> None:
+                 transform: A.Compose | None = None, seed: int = 0,
+                 target: str = "manual") -> None:
+        if target not in ("manual", "weak"):
+            raise ValueError(f"target must be manual or weak, got {target!r}")
         self.pairs = pairs
         self.recipe = recipe
         self.transform = transform
         self.seed = seed
+        self.target = target
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -110,7 +118,13 @@ class WrinkleDataset(Dataset):
         if size:
             rgb = resize_image(rgb, (size, size))
         hw = rgb.shape[:2]
-        mask = resize_mask(read_mask(pair.mask), hw) if pair.mask is not None else None
+        mask = None
+        if pair.mask is not None and self.target == "weak":  # grey levels, area-averaged
+            grey = mask_values(pair.mask).astype(np.float32)
+            grey /= 65535.0 if grey.max() > 255 else 255.0
+            mask = cv2.resize(grey, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+        elif pair.mask is not None:
+            mask = resize_mask(read_mask(pair.mask), hw)
         face = None
         if pair.labels is not None:
             face = face_mask_from_labels(pair.labels, self.recipe["face_labels"], hw)
@@ -118,16 +132,21 @@ class WrinkleDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rgb, mask, face = self.load(index)
+        computed = mask is None and self.target == "weak"
         if mask is None:
             mask = np.zeros(rgb.shape[:2], dtype=bool)
         if self.transform is not None:
             self.transform.set_random_seed(
                 (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**31))
-            masks = [mask.astype(np.uint8)] + ([face.astype(np.uint8)] if face is not None else [])
+            first = mask.astype(np.float32 if mask.dtype != bool else np.uint8)
+            masks = [first] + ([face.astype(np.uint8)] if face is not None else [])
             out = self.transform(image=rgb, masks=masks)
-            rgb, mask = out["image"], out["masks"][0].astype(bool)
+            rgb, mask = out["image"], out["masks"][0]
+            mask = mask.astype(bool) if mask.dtype == np.uint8 else mask
             if face is not None:
                 face = out["masks"][1].astype(bool)
+        if computed:  # the texture map of exactly the image the model sees
+            mask = texture_map(rgb, face).astype(np.float32) / 255.0
         x = to_input(rgb, self.recipe, face)
         y = torch.from_numpy(mask[None].astype(np.float32))
         return {"image": x, "mask": y, "id": self.pairs[index].id}

@@ -45,13 +45,18 @@ def write_ids(path: str | Path, ids: list[str]) -> None:
 
 def make_split(ids: list[str], val_fraction: float, seed: int,
                val_ids: list[str] | None = None,
-               test_ids: list[str] | None = None) -> dict[str, list[str]]:
+               test_ids: list[str] | None = None,
+               test_fraction: float = 0.0) -> dict[str, list[str]]:
     """Split ids into train / val / test.
 
-    Test ids (given) are removed first; then either the given validation ids or a seeded random
-    `val_fraction` of the rest. The same ids and seed always give the same split.
+    Test ids (given, or a seeded `test_fraction` of all ids) are removed first; then either the
+    given validation ids or a seeded random `val_fraction` of all ids is taken from the rest (so
+    80/10/10 is val_fraction 0.1, test_fraction 0.1). The same ids and seed give the same split.
     """
     available = sorted(set(ids))
+    if test_ids is None and test_fraction > 0:
+        n_test = max(1, round(len(available) * test_fraction))
+        test_ids = random.Random(seed + 1).sample(available, n_test)
     test = sorted(set(test_ids or []) & set(available))
     rest = [i for i in available if i not in set(test)]
     if val_ids is not None:
@@ -59,7 +64,7 @@ def make_split(ids: list[str], val_fraction: float, seed: int,
         if not val:
             raise UserError("none of the validation ids has an image/mask pair")
     else:
-        n_val = round(len(rest) * val_fraction)
+        n_val = round(len(available) * val_fraction)
         if val_fraction > 0:
             n_val = max(1, n_val)
         if n_val >= len(rest):

@@ -45,6 +45,10 @@ HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "f1", "jaccard", "pre
                   "auroc", "average_precision", "macro_f1", "macro_jaccard", "seconds"]
 
 
+PER_STEP_SCHEDULERS = (torch.optim.lr_scheduler.LambdaLR,
+                       torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)
+
+
 class TrainingStopped(UserError):
     """Training stopped early for a reason the user must see (e.g. a NaN loss)."""
 
@@ -65,6 +69,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
                                                           patience=3)
     if t["scheduler"] == "none":
         return None
+    if t["scheduler"] == "cosine_restarts":  # the FFHQ-Wrinkle recipe; stepped per batch
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(1, t["restart_epochs"] * steps_per_epoch), eta_min=t["lr"] * 0.01)
     total = max(1, t["epochs"] * steps_per_epoch)
     warm = min(total - 1, t["warmup_epochs"] * steps_per_epoch)
 
@@ -166,6 +173,9 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     dtype = amp_dtype(device, t["amp"])
     run_dir, cfg = _prepare_run(cfg, resumed)
 
+    if d["mask_dir"] is None and d["target"] == "manual":
+        raise UserError("data.mask_dir is not set: give --mask-dir (or train on weak labels with "
+                        "--set data.target=weak)")
     report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=progress)
     pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
     if resumed is not None:
@@ -173,7 +183,8 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     else:
         split = make_split([p.id for p in pairs], d["val_fraction"], d["split_seed"],
                            read_ids(d["val_ids"]) if d["val_ids"] else None,
-                           read_ids(d["test_ids"]) if d["test_ids"] else None)
+                           read_ids(d["test_ids"]) if d["test_ids"] else None,
+                           d["test_fraction"])
     by_id = {p.id: p for p in pairs}
     missing = [i for i in split["train"] + split["val"] if i not in by_id]
     if missing:
@@ -192,8 +203,9 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
             raise UserError(f"images are {w}x{h}, not square: set --image-size")
         recipe["image_size"] = h
     train_ds = WrinkleDataset([by_id[i] for i in split["train"]], recipe,
-                              build_augmentation(cfg["augment"]), seed=t["seed"])
-    val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe)
+                              build_augmentation(cfg["augment"]), seed=t["seed"],
+                              target=d["target"])
+    val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe, target=d["target"])
     loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
                                  "pin_memory": device.type == "cuda"}
     if d["num_workers"] > 0:
@@ -231,7 +243,7 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    start_epoch, history, best, stale = 1, [], -1.0, 0
+    start_epoch, history, best, stale = 1, [], -math.inf, 0
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
         if scheduler is not None and resumed.get("scheduler") is not None:
@@ -274,9 +286,12 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
                **{k: val[k] for k in HISTORY_FIELDS if k in val},
                "seconds": time.time() - started}
         history.append(row)
-        improved = val["jaccard"] > best
+        # Manual masks: the best validation Jaccard. Weak labels (stage 1): the lowest
+        # validation loss, since pixel metrics against grey-level targets mean little.
+        score = val["jaccard"] if d["target"] == "manual" else -val["val_loss"]
+        improved = score > best
         if improved:
-            best, stale = val["jaccard"], 0
+            best, stale = score, 0
         else:
             stale += 1
         metrics = {k: val[k] for k in HISTORY_FIELDS[4:12]} | {"val_loss": val["val_loss"]}
@@ -305,7 +320,9 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
             break
     if wandb_run is not None:
         wandb_run.finish()
-    best_row = max(history, key=lambda r: r["jaccard"]) if history else {}
+    weak = d["target"] == "weak"
+    best_row = max(history, key=lambda r: -r["val_loss"] if weak else r["jaccard"]) \
+        if history else {}
     summary = {"run_dir": str(run_dir), "best_checkpoint": str(best_path),
                "last_checkpoint": str(last_path), "best_epoch": best_row.get("epoch"),
                "best": best_row, "epochs_run": len(history), "device": str(device),
@@ -347,7 +364,7 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
             torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
         scaler.step(optimizer)
         scaler.update()
-        if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        if isinstance(scheduler, PER_STEP_SCHEDULERS):
             scheduler.step()
         loss_sum += loss.detach() * x.shape[0]
         n += x.shape[0]

@@ -1,0 +1,75 @@
+"""Stage 1 (weak labels: texture maps, MSE) then stage 2 (manual masks) on real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import IMAGES, REPO, labelled_ids, link_pairs, needs_data
+from utils.checkpoints import load_checkpoint
+from utils.config import load_config
+from utils.dataset import WrinkleDataset, input_recipe
+from utils.images import load_image
+from utils.pairs import find_pairs
+from utils.texture import texture_map
+from utils.training import train
+
+pytestmark = needs_data
+
+
+def test_weak_targets_are_texture_maps(tmp_path):
+    cfg = load_config(REPO / "configs" / "cpu_paper_pretrain.yaml")
+    rep = find_pairs(IMAGES, None, ids=labelled_ids(2), progress=False)
+    s = WrinkleDataset(rep.pairs, input_recipe(cfg), target="weak")[0]
+    rgb = load_image(IMAGES / f"{s['id']}.jpg")
+    expected = texture_map(rgb).astype(np.float32) / 255
+    assert s["image"].shape == (4, 256, 256)
+    assert torch.allclose(s["mask"][0], torch.from_numpy(expected))
+    assert s["mask"].min() >= 0 and s["mask"].max() <= 1 and s["mask"].max() > 0.3
+    # Weak-label files are read as grey levels, not binarised.
+    weak = tmp_path / "weak"
+    weak.mkdir()
+    Image.fromarray((expected * 255).round().astype(np.uint8)).save(weak / f"{s['id']}.png")
+    rep = find_pairs(IMAGES, weak, ids=[s["id"]], progress=False)
+    from_file = WrinkleDataset(rep.pairs, input_recipe(cfg), target="weak")[0]["mask"]
+    assert torch.allclose(from_file, s["mask"], atol=1 / 255)
+
+
+def test_stage_one_then_stage_two(tmp_path):
+    img, mask = link_pairs(tmp_path / "data", labelled_ids(12))
+    tiny = {"data.image_size": 64, "model.base_channels": 8, "train.out_dir": str(tmp_path),
+            "train.amp": "off", "train.epochs": 2, "data.num_workers": 0, "data.image_dir": str(img)}
+    s1 = load_config(REPO / "configs" / "cpu_paper_pretrain.yaml", tiny)
+    first = train(s1, progress=False, log=lambda s: None)
+    ckpt1 = load_checkpoint(first["best_checkpoint"])
+    assert ckpt1["model"]["n_channels"] == 4 and ckpt1["model"]["n_classes"] == 2
+    assert ckpt1["config"]["loss"]["name"] == "mse"
+    assert first["best"]["val_loss"] < 0.25  # MSE of probabilities in [0, 1]
+
+    s2 = load_config(REPO / "configs" / "cpu_paper_finetune.yaml",
+                     tiny | {"data.mask_dir": str(mask), "train.epochs": 1})
+    logged: list[str] = []
+    second = train(s2, init=first["best_checkpoint"], progress=False, log=logged.append)
+    assert any("initialised 110/110 tensors" in line for line in logged), logged
+    ckpt2 = load_checkpoint(second["best_checkpoint"])
+    assert ckpt2["config"]["loss"]["name"] == "dice_focal" and ckpt2["epoch"] == 1
+    # Stage 2 started from stage 1's weights, not from scratch.
+    w1 = ckpt1["state_dict"]["inc.double_conv.0.weight"]
+    w2 = ckpt2["state_dict"]["inc.double_conv.0.weight"]
+    assert (w1 - w2).abs().mean() < 0.5 * w1.abs().mean()
+
+
+def test_init_reports_layers_that_do_not_match(trained_run, tmp_path, small_data):
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(*small_data, tmp_path, epochs=1)
+    cfg["model"]["n_classes"] = 2  # the output layer no longer fits the 1-logit checkpoint
+    logged: list[str] = []
+    train(cfg, init=trained_run / "best.pth", progress=False, log=logged.append)
+    line = next(x for x in logged if x.startswith("initialised"))
+    assert "outc.conv.weight" in line and "not matching" in line
+    with pytest.raises(Exception, match="checkpoint not found"):
+        train(tiny_config(*small_data, tmp_path / "x", epochs=1), init=tmp_path / "none.pth",
+              progress=False, log=lambda s: None)
