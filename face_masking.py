@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bisenet.labels import FACE_LABELS
-from png_parsing import StepReport, print_report
+from bisenet.labels import FACE_LABELS, label_arg
 from utils.errors import run_cli
+from utils.steps import StepReport, print_report
 
 
 def masked_face(rgb: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -90,16 +90,6 @@ def mask_face_images(images_dir: str | Path, labels_dir: str | Path, out_dir: st
     return report
 
 
-def parse_keep(values: list[str]) -> tuple[int, ...]:
-    """--keep values (ids or names) as label ids; argparse-friendly errors."""
-    from bisenet.labels import parse_labels
-
-    try:
-        return parse_labels(values)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,16 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("images", help="face images <id>.png (or jpg; any size)")
     p.add_argument("labels", help="face-parsing label maps <id>.npy (BiSeNet ids)")
     p.add_argument("out", help="output folder for the masked <id>.png")
-    p.add_argument("--keep", nargs="+", default=[str(i) for i in FACE_LABELS], metavar="LABEL",
+    p.add_argument("--keep", nargs="+", type=label_arg, default=list(FACE_LABELS),
+                   metavar="LABEL",
                    help="label ids or names to keep (default: 1 10 = skin, nose)")
     p.add_argument("-n", "--dry-run", action="store_true",
                    help="report what would be done; write nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    try:
-        args.keep = parse_keep(args.keep)
-    except argparse.ArgumentTypeError as exc:
-        p.error(f"--keep: {exc}")
     return args
 
 

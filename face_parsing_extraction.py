@@ -18,11 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from face_masking import parse_keep
-from png_parsing import StepReport, print_report
+from bisenet.labels import label_arg
 from utils.errors import run_cli
-
-FACE_LABELS_DEFAULT = ("1", "10")
+from utils.steps import StepReport, print_report
 
 
 def _save_npy(path: Path, array: object) -> None:
@@ -120,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("out", help="output base folder (face_parsed_labels/ and masked_face_images/)")
     p.add_argument("--labels-out", help="folder for <id>.npy (default: OUT/face_parsed_labels)")
     p.add_argument("--masked-out", help="folder for <id>.png (default: OUT/masked_face_images)")
-    p.add_argument("--keep", nargs="+", default=list(FACE_LABELS_DEFAULT), metavar="LABEL",
+    p.add_argument("--keep", nargs="+", type=label_arg, default=[1, 10], metavar="LABEL",
                    help="label ids or names kept in the masked image (default: 1 10 = skin, nose)")
     p.add_argument("-w", "--weights", help="face-parsing weights (default: res/cp/79999_iter.pth)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="images per model call")
@@ -131,10 +129,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be at least 1")
-    try:
-        args.keep = parse_keep(args.keep)
-    except argparse.ArgumentTypeError as exc:
-        p.error(f"--keep: {exc}")
     return args
 
 

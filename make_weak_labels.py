@@ -17,9 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from face_masking import parse_keep
-from png_parsing import StepReport, print_report
+from bisenet.labels import label_arg
 from utils.errors import run_cli
+from utils.steps import StepReport, print_report
 
 Job = tuple[str, str, str | None, tuple[int, ...], str]  # id, image, labels, keep, output
 
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", required=True, help="face images (recursively; png/jpg)")
     p.add_argument("--out", required=True, help="output folder (00000/<id>.png, ...)")
     p.add_argument("--labels", help="face-parsing label maps <id>.npy: zero outside the face")
-    p.add_argument("--keep", nargs="+", default=["1", "10"], metavar="LABEL",
+    p.add_argument("--keep", nargs="+", type=label_arg, default=[1, 10], metavar="LABEL",
                    help="labels that make up the face (default: 1 10 = skin, nose)")
     p.add_argument("-j", "--workers", type=int,
                    help="worker processes (default: all CPU cores; 1 = no pool)")
@@ -128,10 +128,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")
-    try:
-        args.keep = parse_keep(args.keep)
-    except argparse.ArgumentTypeError as exc:
-        p.error(f"--keep: {exc}")
     return args
 
 

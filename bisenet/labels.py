@@ -52,3 +52,13 @@ def parse_labels(values: list[str] | list[int] | tuple[int, ...]) -> tuple[int, 
         else:
             raise ValueError(f"unknown label '{v}' (use 0..18 or one of {', '.join(LABEL_NAMES)})")
     return tuple(dict.fromkeys(out))
+
+
+def label_arg(text: str) -> int:
+    """An argparse `type` for one label id or name (for --keep): a clear error on a bad one."""
+    import argparse
+
+    try:
+        return parse_labels([text])[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,7 +1,8 @@
 """User-facing errors and the one wrapper every script runs its main function in.
 
 A `UserError` is a mistake the user can fix (a missing folder, a bad flag, an unreadable file):
-scripts print its message and exit with code 1, without a traceback. Anything else is a bug and
+scripts print its message and exit with code 1, without a traceback. argparse's usage errors
+(exit code 2) are mapped to 1 as well. Anything else is a bug and
 keeps its traceback.
 """
 
@@ -25,4 +26,7 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        # argparse reports a bad flag with exit code 2; every failure of ours exits with 1.
+        sys.exit(1 if exc.code == 2 else exc.code)
     sys.exit(int(code or 0))
