@@ -57,15 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.inference import WrinklePredictor  # here, so that --help answers at once
 
-    if args.baseline:
-        predictor = WrinklePredictor(None, device=args.device, precision=args.precision)
-    elif args.checkpoint:
-        predictor = WrinklePredictor(args.checkpoint, device=args.device, precision=args.precision)
-    else:
-        predictor = WrinklePredictor.default(device=args.device, precision=args.precision)
-    print(f"model: {predictor.description}")
-    for note in predictor.loaded.notes:
-        print(f"note: {note}")
+    predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
+                                             precision=args.precision)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can use the demo")
     # Stop on SIGTERM as on Ctrl-C, so that gradio closes and the private cache is removed.

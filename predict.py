@@ -57,15 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kw = {"device": args.device, "precision": args.precision, "crop": args.crop,
           "no_face": args.no_face, "face": args.face_region}
-    if args.baseline:
-        predictor = WrinklePredictor(None, **kw)
-    elif args.checkpoint:
-        predictor = WrinklePredictor(args.checkpoint, **kw)
-    else:
-        predictor = WrinklePredictor.default(**kw)
-    print(f"face region: {predictor.face_description}")
-    for note in predictor.loaded.notes:
-        print(f"note: {note}")
+    predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,
                         args.batch_size, progress=not args.no_progress)
     return 1 if res["failed"] else 0

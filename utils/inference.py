@@ -347,6 +347,22 @@ class WrinklePredictor:
         ckpt = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
         return cls(ckpt, **kwargs)
 
+    @classmethod
+    def from_choice(cls, checkpoint: str | Path | None, baseline: bool,
+                    **kwargs: Any) -> WrinklePredictor:
+        """What the scripts' --checkpoint / --baseline flags ask for (default: the bundled model),
+        with a line on stdout naming the model, the face region and any fallback."""
+        if baseline:
+            predictor = cls(None, **kwargs)
+        elif checkpoint:
+            predictor = cls(checkpoint, **kwargs)
+        else:
+            predictor = cls.default(**kwargs)
+        print(f"model: {predictor.description}\nface region: {predictor.face_description}")
+        for note in predictor.loaded.notes:
+            print(f"note: {note}")
+        return predictor
+
     @property
     def is_baseline(self) -> bool:
         return self.loaded.kind == "texture_baseline"
