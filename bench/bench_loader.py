@@ -444,11 +444,17 @@ def whole_with_candidates(pairs: list[Pair], pairs512: list[Pair], cfg: dict[str
 
         r = interleaved(passes, base=lambda ds=ds: whole_pass(ds), fast=fast_pass)
         base, fast = r["base"], r["fast"]
+        with patched(load_image=loader, read_mask=fast_read_mask,
+                     resize_mask=fast_resize_mask, to_input=fast_to_input):
+            patched_items = [ds[i] for i in range(len(ds))]
+        verdicts = {equal(ds[i], patched_items[i]) for i in range(len(ds))}
         row = {"setting": label, "current_ms": base["ms"], "current_pairs_per_s": base["per_s"],
                "candidates_ms": fast["ms"], "candidates_pairs_per_s": fast["per_s"],
-               "speedup": round(base["ms"] / fast["ms"], 2)}
+               "speedup": round(base["ms"] / fast["ms"], 2),
+               "samples": "; ".join(sorted(verdicts))[:200]}
         print(f"  {label:22s} {base['ms']:8.2f} ms ({base['per_s']:6.1f}/s) -> "
-              f"{fast['ms']:8.2f} ms ({fast['per_s']:6.1f}/s)  x{row['speedup']}", flush=True)
+              f"{fast['ms']:8.2f} ms ({fast['per_s']:6.1f}/s)  x{row['speedup']}  "
+              f"samples {row['samples']}", flush=True)
         rows.append(row)
     return rows
 

@@ -377,13 +377,14 @@ def main() -> int:
     default_kw = {"name": cfg_model["name"], "n_channels": 3, "n_classes": cfg_model["n_classes"],
                   "base_channels": cfg_model["base_channels"], "bilinear": cfg_model["bilinear"]}
     flops_official = train_flops_per_image(OFFICIAL, size)
+    flops_default = {s: train_flops_per_image(default_kw, 64) * (s / 64) ** 2
+                     for s in plan.default_sizes}
     head = {"machine": machine_facts(device), "plan": asdict(plan),
             "models": {"official": OFFICIAL | {"params_m": round(count_parameters(
                 build_model(**OFFICIAL)) / 1e6, 2)}, "default": default_kw},
             "train_gflops_per_image": {
                 f"official_{size}": round(flops_official / 1e9, 1),
-                **{f"default_{s}": round(train_flops_per_image(default_kw, s) / 1e9, 1)
-                   for s in plan.default_sizes}},
+                **{f"default_{s}": round(f / 1e9, 1) for s, f in flops_default.items()}},
             "inputs": "synthetic tensors for training (no loader); see inference 'input'",
             "budget_s": args.budget}
     print(json.dumps(head["machine"]), flush=True)
@@ -408,8 +409,7 @@ def main() -> int:
     for b in plan.infer_batches:
         rec.run(f"infer_official_{size}_b{b}", 10,
                 lambda b=b: inference_latency(device, size, b, plan.infer_reps, clock))
-    for s in plan.default_sizes:
-        flops = train_flops_per_image(default_kw, s)
+    for s, flops in flops_default.items():
         rec.run(f"train_default_{s}_bf16_b{plan.default_batch}", 15,
                 lambda s=s, flops=flops: with_tflops(train_rate(
                     device, default_kw, s, plan.default_batch, bf16, plan.warmup, plan.steps,

@@ -41,10 +41,9 @@ def to_rgb_uint8(arr: np.ndarray, from_bgr: bool) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
     if arr.shape[2] == 2:  # grey + alpha
         return np.ascontiguousarray(np.repeat(arr[:, :, :1], 3, axis=2))
-    arr = arr[:, :, :3]
-    if from_bgr:
-        arr = arr[:, :, ::-1]
-    return np.ascontiguousarray(arr)
+    if from_bgr:  # cvtColor: one pass, no strided copy (20 % of a 1024 PNG decode)
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return np.ascontiguousarray(arr[:, :, :3])
 
 
 def _jpeg_truncated(data: bytes) -> bool:

