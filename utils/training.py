@@ -171,8 +171,6 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     dtype = amp_dtype(device, t["amp"])
-    run_dir, cfg = _prepare_run(cfg, resumed)
-
     if d["mask_dir"] is None and d["target"] == "manual":
         raise UserError("data.mask_dir is not set: give --mask-dir (or train on weak labels with "
                         "--set data.target=weak)")
@@ -189,6 +187,7 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     missing = [i for i in split["train"] + split["val"] if i not in by_id]
     if missing:
         raise UserError(f"{len(missing)} ids of the split have no usable pair (first: {missing[0]})")
+    run_dir, cfg = _prepare_run(cfg, resumed)  # only now: bad data leaves no empty run folder
     if info.main:
         save_split(split, run_dir)
         save_config(cfg, run_dir / "config.yaml")
