@@ -222,8 +222,9 @@ def save_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """Fold every BatchNorm that follows a convolution in a Sequential into that convolution.
 
-    Exact in eval mode (the same affine map, one pass over memory fewer): on a 2-core AVX-512
-    CPU it is part of what makes the official U-Net at 1024 px over 4x faster than plain fp32.
+    Exact in eval mode (the same affine map, one pass over memory fewer); with channels_last and
+    bf16 autocast it makes the official U-Net at 1024 px 2.7x faster than plain fp32 eager on a
+    2-core AVX-512 CPU (bench/bench_infer.py).
     """
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
