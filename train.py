@@ -15,7 +15,8 @@ from utils.errors import run_cli
 FLAG_KEYS = {
     "image_dir": "data.image_dir", "mask_dir": "data.mask_dir",
     "face_labels_dir": "data.face_labels_dir", "image_size": "data.image_size",
-    "val_ids": "data.val_ids", "test_ids": "data.test_ids", "workers": "data.num_workers",
+    "val_ids": "data.val_ids", "test_ids": "data.test_ids", "exclude_ids": "data.exclude_ids",
+    "workers": "data.num_workers",
     "model": "model.name", "base_channels": "model.base_channels",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "run_name": "train.run_name", "out_dir": "train.out_dir", "amp": "train.amp",
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, help="train at this square size (default: native)")
     p.add_argument("--val-ids", help="id-list file used as the validation split")
     p.add_argument("--test-ids", help="id-list file held out from training and validation")
+    p.add_argument("--exclude-ids", help="id-list file, or a folder whose files name ids, never "
+                   "used (stage 1: the manual-mask folder keeps labelled faces out)")
     p.add_argument("--model", help="architecture: unet | resnet50_unet")
     p.add_argument("--base-channels", type=int, help="U-Net width (64 = classic; 16/32 = fast)")
     p.add_argument("-e", "--epochs", type=int, help="number of epochs")

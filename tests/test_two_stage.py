@@ -7,12 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import IMAGES, REPO, labelled_ids, link_pairs, needs_data
+from tests.conftest import IMAGES, MASKS, REPO, labelled_ids, link_pairs, needs_data
 from utils.checkpoints import load_checkpoint
 from utils.config import load_config
 from utils.dataset import WrinkleDataset, input_recipe
+from utils.errors import UserError
 from utils.images import load_image
-from utils.pairs import find_pairs
+from utils.pairs import find_pairs, ids_of
+from utils.splits import read_ids
 from utils.texture import texture_map
 from utils.training import train
 
@@ -37,12 +39,25 @@ def test_weak_targets_are_texture_maps(tmp_path):
     assert torch.allclose(from_file, s["mask"], atol=1 / 255)
 
 
+def unlabelled_ids(n: int) -> list[str]:
+    """The first n ids of the real sample without a manual mask."""
+    labelled = set(labelled_ids())
+    return sorted(p.stem for p in IMAGES.glob("*.jpg") if p.stem not in labelled)[:n]
+
+
 def test_stage_one_then_stage_two(tmp_path):
     img, mask = link_pairs(tmp_path / "data", labelled_ids(12))
+    unlabelled = unlabelled_ids(10)
+    for i in unlabelled:  # stage 1's faces: in the image folder, without a mask
+        (img / f"{i}.jpg").symlink_to(IMAGES / f"{i}.jpg")
     tiny = {"data.image_size": 64, "model.base_channels": 8, "train.out_dir": str(tmp_path),
             "train.amp": "off", "train.epochs": 2, "data.num_workers": 0, "data.image_dir": str(img)}
-    s1 = load_config(REPO / "configs" / "cpu_paper_pretrain.yaml", tiny)
+    s1 = load_config(REPO / "configs" / "cpu_paper_pretrain.yaml",
+                     tiny | {"data.exclude_ids": str(mask)})
     first = train(s1, progress=False, log=lambda s: None)
+    run1 = tmp_path / "cpu_paper_pretrain"
+    seen = read_ids(run1 / "train_ids.txt") + read_ids(run1 / "val_ids.txt")
+    assert sorted(seen) == unlabelled  # the labelled faces never reach stage 1
     ckpt1 = load_checkpoint(first["best_checkpoint"])
     assert ckpt1["model"]["n_channels"] == 4 and ckpt1["model"]["n_classes"] == 2
     assert ckpt1["config"]["loss"]["name"] == "mse"
@@ -73,3 +88,18 @@ def test_init_reports_layers_that_do_not_match(trained_run, tmp_path, small_data
     with pytest.raises(Exception, match="checkpoint not found"):
         train(tiny_config(*small_data, tmp_path / "x", epochs=1), init=tmp_path / "none.pth",
               progress=False, log=lambda s: None)
+
+
+def test_exclude_ids_from_a_folder_or_a_list(tmp_path):
+    cfg = load_config(REPO / "configs" / "cpu_paper_pretrain.yaml")
+    # The shipped stage-1 profile leaves out exactly the 165 labelled faces of the sample.
+    shipped = (REPO / cfg["data"]["exclude_ids"]).resolve()
+    assert shipped == MASKS.resolve() and ids_of(shipped) == set(labelled_ids())
+    listed = tmp_path / "ids.txt"
+    listed.write_text("# two ids\n541\n00042.png\n")
+    assert ids_of(listed) == {"00541", "00042"}
+    with pytest.raises(UserError, match="neither an id-list file nor a folder"):
+        ids_of(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no image or mask file"):
+        ids_of(tmp_path / "empty")

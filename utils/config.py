@@ -38,6 +38,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "data.image_size": int,
     "data.val_ids": str,
     "data.test_ids": str,
+    "data.exclude_ids": str,
     "train.run_name": str,
 }
 POSITIVE = {"data.image_size", "train.restart_epochs", "train.epochs", "train.batch_size", "eval.batch_size",

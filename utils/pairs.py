@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError
 from utils.images import IMAGE_EXTENSIONS
-from utils.splits import normalize_id
+from utils.splits import normalize_id, read_ids
 
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif")
 SHOW_FIRST = 5
@@ -81,6 +81,22 @@ def index_folder(folder: str | Path, extensions: tuple[str, ...], what: str) -> 
             if key not in found or path.suffix.lower() == ".png":
                 found[key] = path
     return found
+
+
+def ids_of(source: str | Path) -> set[str]:
+    """Ids named by `source`: an id-list file, or a folder whose image/mask files name them.
+
+    A folder lets stage 1 leave out every labelled face by pointing at the manual-mask folder.
+    """
+    path = Path(source)
+    if path.is_dir():
+        ids = set(index_folder(path, IMAGE_EXTENSIONS + MASK_EXTENSIONS, "id"))
+        if not ids:
+            raise UserError(f"{path}: the folder holds no image or mask file to take ids from")
+        return ids
+    if not path.exists():
+        raise UserError(f"{path}: neither an id-list file nor a folder")
+    return set(read_ids(path))
 
 
 def image_size_of(path: Path) -> tuple[int, int]:

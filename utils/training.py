@@ -37,7 +37,7 @@ from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.metrics import SegmentationMetrics
-from utils.pairs import find_pairs, resolve_pairs
+from utils.pairs import find_pairs, ids_of, resolve_pairs
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, seed_everything
 from utils.splits import make_split, read_ids, save_split
 
@@ -176,6 +176,12 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
                         "--set data.target=weak)")
     report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=progress)
     pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
+    if d["exclude_ids"] and resumed is None:
+        excluded = ids_of(d["exclude_ids"])
+        pairs = [p for p in pairs if p.id not in excluded]
+        if not pairs:
+            raise UserError(f"data.exclude_ids ({d['exclude_ids']}) leaves no pair to train on")
+        log(f"left out {len(report.pairs) - len(pairs)} ids named by {d['exclude_ids']}")
     if resumed is not None:
         split = resumed["split"]
     else:
