@@ -5,7 +5,8 @@ The full FFHQ-Wrinkle data is 51,000 pairs of 1024x1024 PNGs. This measures, in 
 (num_workers=0, torch at 1 thread as in a DataLoader worker), the cost per pair of each stage of
 WrinkleDataset: image decode (utils.images.load_image), image resize (recipe image_size), mask
 read + binarise (utils.masks.read_mask), mask resize (utils.masks.resize_mask), augmentation
-(build_augmentation with config.yaml defaults), to_input, and collation (default_collate, batch 8);
+(build_augmentation with config.yaml defaults), uint8 planes (to_uint8_input; workers do not
+normalise, the device does), and collation (default_collate, batch 8);
 then whole samples (dataset[i] + collation), optionally a DataLoader with --workers N, and cheap
 candidate speedups prototyped here (utils/ is not touched) with their gain and output agreement.
 
@@ -42,7 +43,14 @@ from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
 import utils.dataset as dataset_mod  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.dataset import WrinkleDataset, build_augmentation, input_recipe, to_input  # noqa: E402
+from utils.dataset import (  # noqa: E402
+    WrinkleDataset,
+    build_augmentation,
+    input_recipe,
+    normalize_input,
+    to_input,
+    to_uint8_input,
+)
 from utils.images import load_image, resize_image  # noqa: E402
 from utils.io import write_json  # noqa: E402
 from utils.masks import binarize_mask, mask_to_png, read_mask, resize_mask  # noqa: E402
@@ -137,7 +145,7 @@ def pipeline_stages(pairs: list[Pair], size: int, transform: A.Compose | None,
                     recipe: dict[str, Any], passes: int) -> list[dict[str, Any]]:
     """Time each stage of WrinkleDataset.__getitem__ in sequence, as the dataset runs them."""
     names = ["image decode", "image resize", "mask read+binarise", "mask resize",
-             "augmentation", "to_input (+ target)", f"collate (batch {BATCH}, per pair)"]
+             "augmentation", "uint8 planes (+ target)", f"collate (batch {BATCH}, per pair)"]
     runs: dict[str, list[list[float]]] = {k: [] for k in names}
     for _ in range(passes + 1):  # the first pass is a warm-up
         t: dict[str, list[float]] = {k: [] for k in names}
@@ -157,8 +165,8 @@ def pipeline_stages(pairs: list[Pair], size: int, transform: A.Compose | None,
                 out = transform(image=rgb, masks=[mask.astype(np.uint8)])
                 rgb, mask = out["image"], out["masks"][0].astype(bool)
             t5 = time.perf_counter()
-            x = to_input(rgb, recipe)
-            y = torch.from_numpy(mask[None].astype(np.float32))
+            x = to_uint8_input(rgb, recipe)
+            y = torch.from_numpy(mask[None].astype(np.uint8))
             t6 = time.perf_counter()
             samples.append({"image": x, "mask": y, "id": pair.id})
             for k, a, b in zip(names[:-1], (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6),
@@ -261,22 +269,6 @@ def fast_resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize_mask(mask, size)
 
 
-def fast_to_input(rgb: np.ndarray, recipe: dict[str, Any],
-                  face: np.ndarray | None = None) -> torch.Tensor:
-    """to_input with the HWC->CHW copy done on uint8 and the scaling in place (same values)."""
-    if face is not None or recipe.get("texture") or recipe["normalize"] != "symmetric":
-        return to_input(rgb, recipe, face)
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
-    return x.div_(127.5).sub_(1.0)
-
-
-def uint8_to_input(rgb: np.ndarray, recipe: dict[str, Any],
-                   face: np.ndarray | None = None) -> torch.Tensor:
-    """No normalisation in the worker: a uint8 CHW view; the training step would do
-    x.to(device).float().div_(127.5).sub_(1) on the GPU (4x fewer bytes collated and copied)."""
-    return torch.from_numpy(rgb).permute(2, 0, 1)
-
-
 @contextmanager
 def patched(**funcs: Callable[..., Any]) -> Any:
     """Swap functions in utils.dataset for the duration (prototype only; utils/ is not edited)."""
@@ -351,10 +343,6 @@ def candidates(root: Path, pairs: list[Pair], cfg: dict[str, Any], passes: int) 
     for size in (1024, 512):
         rgbs = [cv2.resize(load_image(p), (size, size), interpolation=cv2.INTER_AREA)
                 for p in imgs[:BATCH]]
-        rows.append(compare(
-            f"to_input {size}: CHW copy on uint8, in-place scale", "utils/dataset.py to_input",
-            lambda r: to_input(r, recipe), lambda r: fast_to_input(r, recipe), rgbs, passes,
-            equal))
         ms = [np.zeros((size, size), bool) for _ in rgbs]
 
         def float_batch(_: Any, rgbs: list = rgbs, ms: list = ms) -> Any:
@@ -363,22 +351,25 @@ def candidates(root: Path, pairs: list[Pair], cfg: dict[str, Any], passes: int) 
                                     for r, m in zip(rgbs, ms, strict=True)])
 
         def uint8_batch(_: Any, rgbs: list = rgbs, ms: list = ms) -> Any:
-            return default_collate([{"image": uint8_to_input(r, recipe),
+            return default_collate([{"image": to_uint8_input(r, recipe),
                                      "mask": torch.from_numpy(m[None].view(np.uint8))}
                                     for r, m in zip(rgbs, ms, strict=True)])
+
+        batch8 = uint8_batch(0)
+        same = equal(float_batch(0)["image"], normalize_input(batch8["image"], recipe))
 
         r = interleaved(passes * 2, base=lambda f=float_batch: call_times(f, [0]),
                         cand=lambda f=uint8_batch: call_times(f, [0]))
         b, c = r["base"], r["cand"]
-        row = {"candidate": f"to_input+collate {size} (batch {BATCH}): uint8, normalise on GPU",
+        row = {"candidate": f"samples+collate {size} (batch {BATCH}): float in the worker "
+                            "(before) vs uint8, normalised on the device (now)",
                "baseline_ms": round(b["ms"] / BATCH, 3), "candidate_ms": round(c["ms"] / BATCH, 3),
                "saved_ms": round((b["ms"] - c["ms"]) / BATCH, 3),
                "speedup": round(b["ms"] / c["ms"], 2),
-               "outputs": "same after x.float().div_(127.5).sub_(1) on the device; "
-                          "mask as uint8 (the loss casts to float32)",
-               "change": "utils/dataset.py __getitem__ + train loop"}
+               "outputs": f"input after normalize_input: {same}; mask as uint8 0/1",
+               "change": "adopted: utils/dataset.py to_uint8_input + batch_to_device"}
         print(f"  {row['candidate']:44s} {row['baseline_ms']:8.2f} -> {row['candidate_ms']:8.2f} ms"
-              f"  x{row['speedup']}", flush=True)
+              f"  x{row['speedup']}  {row['outputs']}", flush=True)
         rows.append(row)
     # Augmentation: cost of each transform when it fires (p=1), and its expected share.
     for size in (1024, 512):
@@ -439,13 +430,13 @@ def whole_with_candidates(pairs: list[Pair], pairs512: list[Pair], cfg: dict[str
 
         def fast_pass(ds: WrinkleDataset = ds, loader: Callable = loader) -> list[float]:
             with patched(load_image=loader, read_mask=fast_read_mask,
-                         resize_mask=fast_resize_mask, to_input=fast_to_input):
+                         resize_mask=fast_resize_mask):
                 return whole_pass(ds)
 
         r = interleaved(passes, base=lambda ds=ds: whole_pass(ds), fast=fast_pass)
         base, fast = r["base"], r["fast"]
         with patched(load_image=loader, read_mask=fast_read_mask,
-                     resize_mask=fast_resize_mask, to_input=fast_to_input):
+                     resize_mask=fast_resize_mask):
             patched_items = [ds[i] for i in range(len(ds))]
         verdicts = {equal(ds[i], patched_items[i]) for i in range(len(ds))}
         row = {"setting": label, "current_ms": base["ms"], "current_pairs_per_s": base["per_s"],

@@ -34,15 +34,17 @@ DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 def real_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of real faces and masks at `size` (the data pipeline's own preprocessing)."""
     if not (DATA / "manual_wrinkle_masks").is_dir():
-        return torch.rand(batch, 3, size, size) * 2 - 1, (torch.rand(batch, 1, size, size) < 0.01)
-    from utils.dataset import WrinkleDataset, input_recipe
+        return torch.rand(batch, 3, size, size) * 2 - 1, (torch.rand(batch, 1, size, size) < 0.01).float()
+    from utils.dataset import WrinkleDataset, batch_to_device, input_recipe
     from utils.pairs import find_pairs
 
     cfg = load_config(overrides={"data.image_size": size})
     rep = find_pairs(DATA / "images256x256", DATA / "manual_wrinkle_masks", progress=False)
     ds = WrinkleDataset(rep.pairs[:batch], input_recipe(cfg))
     items = [ds[i] for i in range(batch)]
-    return torch.stack([s["image"] for s in items]), torch.stack([s["mask"] for s in items])
+    collated = {"image": torch.stack([s["image"] for s in items]),
+                "mask": torch.stack([s["mask"] for s in items])}
+    return batch_to_device(collated, ds.recipe, torch.device("cpu"), channels_last=False)
 
 
 def measure(name: str, base: int, size: int, batch: int, dtype: torch.dtype | None,

@@ -8,14 +8,23 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 from tests.conftest import IMAGES, MASKS, labelled_ids, link_pairs, needs_data
 from utils.config import load_config
-from utils.dataset import WrinkleDataset, build_augmentation, input_recipe
+from utils.dataset import (
+    WrinkleDataset,
+    batch_to_device,
+    build_augmentation,
+    input_recipe,
+    normalize_input,
+    to_input,
+)
 from utils.errors import UserError
 from utils.images import load_image
 from utils.masks import read_mask, resize_mask
 from utils.pairs import find_pairs, resolve_pairs
+from utils.texture import texture_map
 
 pytestmark = needs_data
 
@@ -68,13 +77,36 @@ def test_samples_are_image_and_line_preserving_mask():
     rep = find_pairs(IMAGES, MASKS, ids=labelled_ids(3), progress=False)
     ds = WrinkleDataset(rep.pairs, input_recipe(cfg))
     s = ds[0]
-    assert s["image"].shape == (3, 256, 256) and s["image"].dtype == torch.float32
-    assert s["image"].min() >= -1.0 and s["image"].max() <= 1.0
+    # Workers hand over uint8 planes and a 0/1 uint8 mask; the device side makes them float.
+    assert s["image"].shape == (3, 256, 256) and s["image"].dtype == torch.uint8
+    assert s["mask"].dtype == torch.uint8
     truth = resize_mask(read_mask(MASKS / f"{s['id']}.png"), (256, 256))
     assert torch.equal(s["mask"][0].bool(), torch.from_numpy(truth))
     rgb = load_image(IMAGES / f"{s['id']}.jpg")
-    assert torch.allclose(s["image"], torch.from_numpy(rgb / 127.5 - 1).permute(2, 0, 1).float(),
+    assert torch.equal(s["image"], torch.from_numpy(rgb).permute(2, 0, 1))
+    batch = default_collate([s, ds[1]])
+    x, y = batch_to_device(batch, ds.recipe, torch.device("cpu"))
+    assert x.dtype == y.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert torch.allclose(x[0], torch.from_numpy(rgb / 127.5 - 1).permute(2, 0, 1).float(),
                           atol=1e-6)
+    assert torch.equal(y[0, 0], torch.from_numpy(truth).float())
+
+
+@pytest.mark.parametrize("normalize", ["symmetric", "imagenet"])
+def test_device_normalisation_matches_the_float_formula(normalize):
+    rgb = load_image(IMAGES / f"{labelled_ids(1)[0]}.jpg")
+    recipe = input_recipe(load_config(overrides={"data.normalize": normalize,
+                                                 "data.texture": True}))
+    x = to_input(rgb, recipe)
+    f = rgb.astype(np.float64) / 255.0
+    if normalize == "imagenet":
+        expected = (f - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    else:
+        expected = f * 2 - 1
+    assert x.shape == (4, 256, 256) and x.dtype == torch.float32
+    assert np.allclose(x[:3].numpy(), expected.transpose(2, 0, 1), atol=1e-5)
+    assert np.allclose(x[3].numpy(), texture_map(rgb) / 127.5 - 1, atol=1e-6)
 
 
 def test_augmentation_moves_image_and_mask_together_and_keeps_masks_binary():
@@ -111,8 +143,9 @@ def test_face_labels_zero_the_background_and_texture_channel(tmp_path):
     assert s["image"].shape == (4, 256, 256)
     outside = torch.ones(256, 256, dtype=torch.bool)
     outside[50:200, 75:175] = False
-    assert torch.all(s["image"][:, outside] == -1.0)  # black RGB and zero texture -> -1
-    assert s["image"][3, ~outside].max() > -1.0
+    x = normalize_input(s["image"], input_recipe(cfg))
+    assert torch.all(x[:, outside] == -1.0)  # black RGB and zero texture -> -1
+    assert x[3, ~outside].max() > -1.0
 
 
 def test_jpg_and_png_of_the_same_id_prefer_png(tmp_path):

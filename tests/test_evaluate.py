@@ -21,7 +21,7 @@ from sklearn.metrics import (
 )
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset
+from utils.dataset import WrinkleDataset, normalize_input
 from utils.evaluation import evaluate
 from utils.pairs import find_pairs
 from utils.runtime import logits_to_probs
@@ -37,7 +37,8 @@ def _predictions(run):
     with torch.no_grad():
         for i in range(len(ds)):
             s = ds[i]
-            probs.append(logits_to_probs(model(s["image"][None]))[0].numpy())
+            x = normalize_input(s["image"][None], ds.recipe)
+            probs.append(logits_to_probs(model(x))[0].numpy())
             truths.append(s["mask"][0].numpy().astype(bool))
     return probs, truths, [p.id for p in rep.pairs]
 

@@ -40,24 +40,59 @@ def input_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_input(rgb: np.ndarray, recipe: dict[str, Any],
-             face: np.ndarray | None = None) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> model input (C, H, W) float32 by the recipe.
+def to_uint8_input(rgb: np.ndarray, recipe: dict[str, Any],
+                   face: np.ndarray | None = None) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> model input planes (C, H, W) uint8, not yet normalised.
 
-    Pixels outside `face` are set to 0 first (as in the data set's masked_face_images), then the
-    image is normalised; the texture channel, when the recipe asks for it, is scaled to [-1, 1].
+    Pixels outside `face` are set to 0 first (as in the data set's masked_face_images); the
+    texture channel follows when the recipe asks for it. Loader workers stop here: a uint8 batch
+    is a quarter of the float one to collate, pin and copy, and `normalize_input` scales it on
+    the device.
     """
     if face is not None:
         rgb = rgb * face[:, :, None].astype(np.uint8)
-    x = rgb.astype(np.float32)
-    if recipe["normalize"] == "imagenet":
-        x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    else:
-        x = x / 127.5 - 1.0
+    h, w = rgb.shape[:2]
+    out = np.empty((4 if recipe.get("texture") else 3, h, w), dtype=np.uint8)
+    out[:3] = rgb.transpose(2, 0, 1)
     if recipe.get("texture"):
-        tex = texture_map(rgb, face).astype(np.float32) / 127.5 - 1.0
-        x = np.concatenate([x, tex[:, :, None]], axis=2)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        out[3] = texture_map(rgb, face)
+    return torch.from_numpy(out)
+
+
+def input_affine(recipe: dict[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) that map uint8 planes to the model's input range."""
+    if recipe["normalize"] == "imagenet":
+        scale = 1.0 / (255.0 * IMAGENET_STD)
+        shift = -IMAGENET_MEAN / IMAGENET_STD
+    else:
+        scale, shift = np.full(3, 1 / 127.5, np.float32), np.full(3, -1.0, np.float32)
+    if channels == 4:  # the texture map: [0, 255] -> [-1, 1]
+        scale, shift = np.append(scale, 1 / 127.5), np.append(shift, -1.0)
+    as_planes = (channels, 1, 1)
+    return (torch.from_numpy(scale.astype(np.float32)).view(as_planes),
+            torch.from_numpy(shift.astype(np.float32)).view(as_planes))
+
+
+def normalize_input(x: torch.Tensor, recipe: dict[str, Any]) -> torch.Tensor:
+    """uint8 planes (..., C, H, W) -> float32 model input, on x's device and in its memory format."""
+    scale, shift = input_affine(recipe, x.shape[-3])
+    return x.float().mul_(scale.to(x.device)).add_(shift.to(x.device))
+
+
+def to_input(rgb: np.ndarray, recipe: dict[str, Any],
+             face: np.ndarray | None = None) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> model input (C, H, W) float32 by the recipe (inference)."""
+    return normalize_input(to_uint8_input(rgb, recipe, face), recipe)
+
+
+def batch_to_device(batch: dict[str, Any], recipe: dict[str, Any], device: torch.device,
+                    channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch -> (float input, float target) on `device`, normalised there."""
+    x = batch["image"].to(device, non_blocking=True)
+    if channels_last:  # on the uint8 planes: a quarter of the bytes to reorder
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = batch["mask"].to(device, non_blocking=True).float()
+    return normalize_input(x, recipe), y
 
 
 def build_augmentation(aug: dict[str, Any]) -> A.Compose | None:
@@ -89,6 +124,9 @@ class WrinkleDataset(Dataset):
     target "manual": binary masks by the mask rule. target "weak": soft targets in [0, 1], the
     weak-label files' grey levels when pairs have masks, else the texture map of the augmented
     image itself (masked to the face when labels are given): stage 1 of the FFHQ-Wrinkle recipe.
+
+    A sample's "image" is uint8 planes (C, H, W) and a manual "mask" is uint8 0/1: batch_to_device
+    turns a batch into the float input and target on the device.
     """
 
     def __init__(self, pairs: list[Pair], recipe: dict[str, Any],
@@ -147,6 +185,8 @@ class WrinkleDataset(Dataset):
                 face = out["masks"][1].astype(bool)
         if computed:  # the texture map of exactly the image the model sees
             mask = texture_map(rgb, face).astype(np.float32) / 255.0
-        x = to_input(rgb, self.recipe, face)
-        y = torch.from_numpy(mask[None].astype(np.float32))
+        x = to_uint8_input(rgb, self.recipe, face)
+        # Binary masks stay uint8 (0/1); soft targets stay float. batch_to_device makes both float.
+        y = torch.from_numpy(np.ascontiguousarray(
+            mask[None].astype(np.float32 if self.target == "weak" else np.uint8)))
         return {"image": x, "mask": y, "id": self.pairs[index].id}

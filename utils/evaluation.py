@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset
+from utils.dataset import WrinkleDataset, normalize_input
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.masks import MASK_RULE, RESIZE_RULE
@@ -170,7 +170,8 @@ def _write_overlays(model: torch.nn.Module, dataset: WrinkleDataset, rows: list[
     picks += [("best", n, i) for n, (_, i) in enumerate(reversed(scored[-count:]), 1)]
     for tag, rank, index in picks:
         rgb, truth, _ = dataset.load(index)
-        x = dataset[index]["image"][None].to(dev).contiguous(memory_format=torch.channels_last)
+        planes = dataset[index]["image"][None].to(dev).contiguous(memory_format=torch.channels_last)
+        x = normalize_input(planes, dataset.recipe)
         with autocast(dev, dtype):
             probs = logits_to_probs(model(x))[0].cpu().numpy()
         img = overlay(rgb, probs > thr, truth)

@@ -32,7 +32,7 @@ from utils.checkpoints import (
     state_dict_copy,
 )
 from utils.config import save_config
-from utils.dataset import WrinkleDataset, build_augmentation, input_recipe
+from utils.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
 from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
 from utils.io import write_json, write_text
@@ -106,10 +106,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
     loss_sum = torch.zeros((), device=device)
     n = 0
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["mask"].to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = batch_to_device(batch, loader.dataset.recipe, device, channels_last)
         with autocast(device, dtype):
             logits = model(x)
         if criterion is not None:
@@ -349,10 +346,7 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
     check_every = 1 if device.type == "cpu" else 25
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, file=sys.stderr)
     for step, batch in enumerate(bar):
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["mask"].to(device, non_blocking=True)
-        if t["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = batch_to_device(batch, loader.dataset.recipe, device, t["channels_last"])
         with autocast(device, dtype):
             logits = model(x)
         loss = criterion(logits.float(), y)
