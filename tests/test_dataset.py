@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from tests.conftest import IMAGES, MASKS, labelled_ids, link_pairs, needs_data
 from utils.config import load_config
@@ -126,6 +126,22 @@ def test_augmentation_moves_image_and_mask_together_and_keeps_masks_binary():
     flip = WrinkleDataset(rep.pairs, input_recipe(cfg2), build_augmentation(cfg2["augment"]))[0]
     assert torch.equal(flip["mask"], plain["mask"].flip(-1))
     assert torch.allclose(flip["image"], plain["image"].flip(-1))
+
+
+def test_persistent_loader_workers_follow_the_epoch():
+    cfg = load_config(sets=["augment.affine=1", "augment.brightness_contrast=1"])
+    rep = find_pairs(IMAGES, MASKS, ids=labelled_ids(2), progress=False)
+    ds = WrinkleDataset(rep.pairs, input_recipe(cfg), build_augmentation(cfg["augment"]), seed=5)
+    loader = DataLoader(ds, batch_size=2, num_workers=1, persistent_workers=True)
+    seen = {}
+    for epoch in (1, 2):
+        ds.set_epoch(epoch)
+        seen[epoch] = next(iter(loader))["image"]
+    assert loader._iterator is not None  # the same worker served both epochs
+    for epoch in (1, 2):  # each epoch's batch is that epoch's augmentation, made in this process
+        ds.set_epoch(epoch)
+        assert torch.equal(seen[epoch], torch.stack([ds[0]["image"], ds[1]["image"]]))
+    assert not torch.equal(seen[1], seen[2])
 
 
 def test_face_labels_zero_the_background_and_texture_channel(tmp_path):

@@ -51,15 +51,21 @@ def test_training_lowers_loss_and_writes_checkpoints(small_data, tmp_path):
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
 
 
-def test_killed_run_resumes_where_it_stopped(small_data, tmp_path):
-    full = train(tiny_config(*small_data, tmp_path / "a"), progress=False, log=lambda s: None)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_killed_run_resumes_where_it_stopped(small_data, tmp_path, workers):
+    def config(out):
+        cfg = tiny_config(*small_data, out)
+        cfg["data"]["num_workers"] = workers  # 1: a persistent worker process across epochs
+        return cfg
+
+    full = train(config(tmp_path / "a"), progress=False, log=lambda s: None)
     ref = load_checkpoint(full["last_checkpoint"])
 
     def kill_after_first(epoch, row):
         if epoch == 1:
             raise Killed
 
-    cfg = tiny_config(*small_data, tmp_path / "b")
+    cfg = config(tmp_path / "b")
     with pytest.raises(Killed):
         train(cfg, on_epoch_end=kill_after_first, progress=False, log=lambda s: None)
     run = tmp_path / "b" / "t"
@@ -67,7 +73,7 @@ def test_killed_run_resumes_where_it_stopped(small_data, tmp_path):
     assert after_one["epoch"] == 1
 
     seen = []
-    train(tiny_config(*small_data, tmp_path / "b"), resume=run / "last.pth",
+    train(config(tmp_path / "b"), resume=run / "last.pth",
           on_epoch_end=lambda e, r: seen.append(e), progress=False, log=lambda s: None)
     assert seen == [2, 3]  # resumed at the next epoch
     resumed = load_checkpoint(run / "last.pth")

@@ -139,11 +139,18 @@ class WrinkleDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.target = target
-        self.epoch = 0
+        # In shared memory: persistent loader workers hold a copy of the dataset made once,
+        # and must still see each new epoch (a plain attribute would stay at its first value).
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose augmentation stream samples are drawn from."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of an epoch."""
-        self.epoch = epoch
+        """Select the augmentation stream of an epoch (seen by running loader workers too)."""
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.pairs)

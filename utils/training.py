@@ -210,8 +210,8 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe, target=d["target"])
     loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
                                  "pin_memory": device.type == "cuda"}
-    if d["num_workers"] > 0:
-        loader_kw["persistent_workers"] = False  # workers must see each epoch's augmentation seed
+    if d["num_workers"] > 0:  # workers live across epochs; they read the epoch from shared memory
+        loader_kw["persistent_workers"] = True
     per_rank = len(train_ds) // info.world
     drop_last = per_rank > t["batch_size"]
     val_sampler = UnpaddedDistributedSampler(val_ds, info.world, info.rank) if info.enabled \
@@ -264,19 +264,19 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     base_payload = {"model": mr, "preprocess": recipe, "threshold": threshold, "split": split,
                     "config": cfg}
     last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
+    # One loader for the whole run (its workers persist). The order comes from (seed, epoch)
+    # alone, in one process or many, and the augmentation stream from the dataset's shared
+    # epoch, so a resumed run sees exactly the batches an uninterrupted one would. The loader's
+    # own generator only seeds its workers, and keeps the global RNG untouched.
+    sampler = DistributedSampler(train_ds, info.world, info.rank, shuffle=True,
+                                 seed=t["seed"] * 7919, drop_last=True)
+    train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler,
+                              generator=torch.Generator().manual_seed(t["seed"]),
+                              drop_last=drop_last, **loader_kw)
     for epoch in range(start_epoch, t["epochs"] + 1):
         started = time.time()
         train_ds.set_epoch(epoch)
-        if info.enabled:
-            sampler = DistributedSampler(train_ds, info.world, info.rank, shuffle=True,
-                                         seed=t["seed"] * 7919, drop_last=True)
-            sampler.set_epoch(epoch)
-            train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler,
-                                      drop_last=drop_last, **loader_kw)
-        else:
-            gen = torch.Generator().manual_seed(t["seed"] * 7919 + epoch)
-            train_loader = DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True,
-                                      generator=gen, drop_last=drop_last, **loader_kw)
+        sampler.set_epoch(epoch)
         train_loss = _train_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
                                   device, dtype, t, epoch, progress, last_path)
         val, _ = validate(model, val_loader, device, dtype, criterion, threshold,
