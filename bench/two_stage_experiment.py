@@ -5,6 +5,8 @@ the labelled faces left out), then stage 2 on the labelled training ids from its
 Arm "scratch": the same stage 2 from random weights. Both arms run stage 2 with the same config,
 epochs, schedule and validation ids (split seed 42); only the seed of weights, augmentation and
 order changes between repeats. Early stopping is off so every run gets the full budget.
+Arm "long" (optional): stage 2 from random weights for --long-epochs, so that scratch training
+sees at least as many training images as stage 1 + stage 2 together (the same compute).
 
 Validation micro (pooled) F1 and Jaccard are reported twice: at the last epoch (no selection,
 the honest figure) and at the epoch with the best validation Jaccard (what best.pth holds; chosen
@@ -12,6 +14,7 @@ on the same ids, so optimistic). Runs go to --out; a run with a summary.json is 
 so a stopped experiment continues where it was.
 
     python bench/two_stage_experiment.py --out runs/two_stage --seeds 42 43 44 --jobs 2
+    python bench/two_stage_experiment.py --out runs/two_stage --arms pretrain scratch long
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from utils.errors import UserError, run_cli  # noqa: E402
 from utils.io import write_json, write_text  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ffhq-wrinkle-256"
+ARMS = ("pretrain", "scratch", "long")
+LABELS = {"pretrain": "stage 1 + stage 2", "scratch": "stage 2 alone",
+          "long": "stage 2 alone, longer"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage1-restart", type=int, default=4, help="stage 1 cosine cycle (epochs)")
     p.add_argument("--stage2-epochs", type=int, default=40, help="stage 2 epochs (both arms)")
     p.add_argument("--stage2-restart", type=int, default=10, help="stage 2 cosine cycle (epochs)")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["pretrain", "scratch"],
+                   help="which arms to run (long: scratch for --long-epochs)")
+    p.add_argument("--long-epochs", type=int, default=80,
+                   help="stage 2 epochs of the long scratch arm")
     p.add_argument("--jobs", type=int, default=2, help="training processes at once")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
     p.add_argument("--data", default=str(DATA), help="the ffhq-wrinkle-256 folder")
@@ -72,18 +82,23 @@ def plan(a: argparse.Namespace, out: Path) -> list[Job]:
     common = ["--out-dir", str(out), "--workers", "0", "--no-progress", "--image-dir", str(images),
               "--set", "train.early_stopping=0"]
     stage2 = [*common, "--config", "configs/cpu_paper_finetune.yaml", "--mask-dir", str(masks),
-                       "--epochs", str(a.stage2_epochs),
-                       "--set", f"train.restart_epochs={a.stage2_restart}"]
+              "--set", f"train.restart_epochs={a.stage2_restart}"]
     jobs: list[Job] = []
     for seed in a.seeds:
         pre = Job(f"stage1_s{seed}", [
             *common, "--config", "configs/cpu_paper_pretrain.yaml", "--exclude-ids", str(masks),
             "--epochs", str(a.stage1_epochs), "--seed", str(seed),
             "--set", f"train.restart_epochs={a.stage1_restart}"])
-        jobs.append(pre)
-        jobs.append(Job(f"pretrain_s{seed}", [
-            *stage2, "--seed", str(seed), "--init", str(out / pre.name / "best.pth")], after=pre))
-        jobs.append(Job(f"scratch_s{seed}", [*stage2, "--seed", str(seed)]))
+        epochs = ["--epochs", str(a.stage2_epochs), "--seed", str(seed)]
+        if "pretrain" in a.arms:
+            jobs.append(pre)
+            jobs.append(Job(f"pretrain_s{seed}", [
+                *stage2, *epochs, "--init", str(out / pre.name / "best.pth")], after=pre))
+        if "scratch" in a.arms:
+            jobs.append(Job(f"scratch_s{seed}", [*stage2, *epochs]))
+        if "long" in a.arms:
+            jobs.append(Job(f"long_s{seed}", [*stage2, "--epochs", str(a.long_epochs),
+                                              "--seed", str(seed)]))
     # Stage 1 runs first: they gate the fine-tunes; scratch runs fill the gaps.
     return sorted(jobs, key=lambda j: (not j.name.startswith("stage1"), j.after is not None))
 
@@ -130,9 +145,9 @@ def read_history(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def summarise(out: Path, seeds: list[int]) -> dict[str, Any]:
+def summarise(out: Path, seeds: list[int], arms: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {"seeds": seeds, "arms": {}}
-    for arm in ("pretrain", "scratch"):
+    for arm in arms:
         per_seed = []
         for seed in seeds:
             hist = read_history(out / f"{arm}_s{seed}")
@@ -149,36 +164,36 @@ def summarise(out: Path, seeds: list[int]) -> dict[str, Any]:
                         "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                         "min": min(vals), "max": max(vals)}
         results["arms"][arm] = {"runs": per_seed, "summary": agg}
-    stage1 = [read_history(out / f"stage1_s{s}") for s in seeds]
-    results["stage1_minutes"] = [sum(r["seconds"] for r in h) / 60 for h in stage1]
-    results["stage1_best_val_loss"] = [min(r["val_loss"] for r in h) for h in stage1]
+    if "pretrain" in arms:
+        stage1 = [read_history(out / f"stage1_s{s}") for s in seeds]
+        results["stage1_minutes"] = [sum(r["seconds"] for r in h) / 60 for h in stage1]
+        results["stage1_best_val_loss"] = [min(r["val_loss"] for r in h) for h in stage1]
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| arm | F1 last epoch | Jaccard last epoch | F1 best epoch | Jaccard best epoch |",
-             "|---|---|---|---|---|"]
-    for arm, label in (("pretrain", "stage 1 + stage 2"), ("scratch", "stage 2 alone")):
-        s = results["arms"][arm]["summary"]
+    lines = ["| arm | stage 2 epochs | F1 last epoch | Jaccard last epoch | F1 best epoch "
+             "| Jaccard best epoch |", "|---|---|---|---|---|---|"]
+    for arm, res in results["arms"].items():
+        s = res["summary"]
         cells = [f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}"
                  for k in ("last_f1", "last_jaccard", "best_f1", "best_jaccard")]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {LABELS[arm]} | {res['runs'][0]['epochs']} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("per seed (last-epoch F1): " + "; ".join(
-        f"{arm} " + ", ".join(f"{r['seed']}: {r['last_f1']:.3f}"
-                              for r in results["arms"][arm]["runs"])
-        for arm in ("pretrain", "scratch")))
+    lines.append("mean ± sample standard deviation over seeds; per seed (last-epoch F1): " + "; ".join(
+        f"{arm} " + ", ".join(f"{r['seed']}: {r['last_f1']:.3f}" for r in res["runs"])
+        for arm, res in results["arms"].items()))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    if a.jobs < 1 or a.threads < 1 or min(a.stage1_epochs, a.stage2_epochs) < 1:
+    if a.jobs < 1 or a.threads < 1 or min(a.stage1_epochs, a.stage2_epochs, a.long_epochs) < 1:
         raise UserError("--jobs, --threads and the epoch counts must be at least 1")
     out = Path(a.out).resolve()
     jobs = plan(a, out)
     run_all(jobs, out, a.jobs, a.threads)
-    results = summarise(out, a.seeds)
+    results = summarise(out, a.seeds, a.arms)
     results["settings"] = {k: v for k, v in vars(a).items() if k != "out"}
     write_json(out / "results.json", results)
     text = table(results)
