@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import IMAGES, MASKS, REPO, labelled_ids, link_pairs, needs_data
-from utils.checkpoints import load_checkpoint
+from unet import build_model
+from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.config import load_config
 from utils.dataset import WrinkleDataset, input_recipe
 from utils.errors import UserError
@@ -16,7 +17,7 @@ from utils.images import load_image
 from utils.pairs import find_pairs, ids_of
 from utils.splits import read_ids
 from utils.texture import texture_map
-from utils.training import train
+from utils.training import _load_init, train
 
 pytestmark = needs_data
 
@@ -27,7 +28,7 @@ def test_weak_targets_are_texture_maps(tmp_path):
     s = WrinkleDataset(rep.pairs, input_recipe(cfg), target="weak")[0]
     rgb = load_image(IMAGES / f"{s['id']}.jpg")
     expected = texture_map(rgb).astype(np.float32) / 255
-    assert s["image"].shape == (4, 256, 256)
+    assert s["image"].shape == (3, 256, 256)  # RGB in, the texture map out
     assert torch.allclose(s["mask"][0], torch.from_numpy(expected))
     assert s["mask"].min() >= 0 and s["mask"].max() <= 1 and s["mask"].max() > 0.3
     # Weak-label files are read as grey levels, not binarised.
@@ -59,7 +60,8 @@ def test_stage_one_then_stage_two(tmp_path):
     seen = read_ids(run1 / "train_ids.txt") + read_ids(run1 / "val_ids.txt")
     assert sorted(seen) == unlabelled  # the labelled faces never reach stage 1
     ckpt1 = load_checkpoint(first["best_checkpoint"])
-    assert ckpt1["model"]["n_channels"] == 4 and ckpt1["model"]["n_classes"] == 2
+    # Stage 1 sees RGB only: with the texture map as input and target it would copy a channel.
+    assert ckpt1["model"]["n_channels"] == 3 and ckpt1["model"]["n_classes"] == 2
     assert ckpt1["config"]["loss"]["name"] == "mse"
     assert first["best"]["val_loss"] < 0.25  # MSE of probabilities in [0, 1]
 
@@ -67,13 +69,24 @@ def test_stage_one_then_stage_two(tmp_path):
                      tiny | {"data.mask_dir": str(mask), "train.epochs": 1})
     logged: list[str] = []
     second = train(s2, init=first["best_checkpoint"], progress=False, log=logged.append)
-    assert any("initialised 110/110 tensors" in line for line in logged), logged
+    line = next(x for x in logged if x.startswith("initialised"))
+    assert "initialised 110/110 tensors" in line and "not matching" not in line
+    assert "widened to 4 input channels (new ones at zero): inc.double_conv.0.weight" in line
     ckpt2 = load_checkpoint(second["best_checkpoint"])
+    assert ckpt2["model"]["n_channels"] == 4
     assert ckpt2["config"]["loss"]["name"] == "dice_focal" and ckpt2["epoch"] == 1
     # Stage 2 started from stage 1's weights, not from scratch.
     w1 = ckpt1["state_dict"]["inc.double_conv.0.weight"]
-    w2 = ckpt2["state_dict"]["inc.double_conv.0.weight"]
+    w2 = ckpt2["state_dict"]["inc.double_conv.0.weight"][:, :3]
     assert (w1 - w2).abs().mean() < 0.5 * w1.abs().mean()
+
+    # Before any stage 2 step, the widened model is stage 1's model whatever the texture channel.
+    stage1 = model_from_checkpoint(ckpt1).eval()
+    widened = build_model("unet", n_channels=4, n_classes=2, base_channels=8).eval()
+    _load_init(widened, first["best_checkpoint"], log=lambda s: None)
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(widened(x), stage1(x[:, :3]), atol=1e-5)
 
 
 def test_init_reports_layers_that_do_not_match(trained_run, tmp_path, small_data):

@@ -376,13 +376,34 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
 
 
 def _load_init(model: torch.nn.Module, path: str | Path, log: Callable[[str], None]) -> None:
-    """Initialise from another checkpoint's weights: matching names and shapes only, reported."""
+    """Initialise from another checkpoint's weights: matching names and shapes, reported.
+
+    An input layer that gained channels (stage 1 sees RGB, stage 2 RGB + texture) keeps its
+    pretrained filters for the old channels and starts the new ones at zero, so stage 2 begins
+    with exactly stage 1's function and learns what the texture channel adds.
+    """
     ckpt = load_checkpoint(path)
     own = model.state_dict()
-    taken = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
+    ckpt_in = ckpt.get("model", {}).get("n_channels")
+    taken, widened = {}, []
+    for k, v in ckpt["state_dict"].items():
+        mine = own.get(k)
+        if mine is None:
+            continue
+        if mine.shape == v.shape:
+            taken[k] = v
+        elif (v.ndim == 4 and mine.ndim == 4 and v.shape[1] == ckpt_in
+              and mine.shape[1] > v.shape[1] and mine.shape[0] == v.shape[0]
+              and mine.shape[2:] == v.shape[2:]):
+            wide = torch.zeros_like(mine)
+            wide[:, :v.shape[1]] = v
+            taken[k] = wide
+            widened.append(k)
     skipped = sorted(set(ckpt["state_dict"]) - set(taken))
     model.load_state_dict(taken, strict=False)
     log(f"initialised {len(taken)}/{len(own)} tensors from {path}"
+        + (f"; widened to {own[widened[0]].shape[1]} input channels (new ones at zero): "
+           f"{', '.join(widened)}" if widened else "")
         + (f"; not matching: {', '.join(skipped[:5])}" if skipped else ""))
 
 
