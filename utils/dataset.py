@@ -194,6 +194,5 @@ class WrinkleDataset(Dataset):
             mask = texture_map(rgb, face).astype(np.float32) / 255.0
         x = to_uint8_input(rgb, self.recipe, face)
         # Binary masks stay uint8 (0/1); soft targets stay float. batch_to_device makes both float.
-        y = torch.from_numpy(np.ascontiguousarray(
-            mask[None].astype(np.float32 if self.target == "weak" else np.uint8)))
+        y = torch.from_numpy(mask[None].astype(np.float32 if self.target == "weak" else np.uint8))
         return {"image": x, "mask": y, "id": self.pairs[index].id}
