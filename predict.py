@@ -1,10 +1,15 @@
 #!/usr/bin/env python
-"""Find wrinkles in photos: a mask and an overlay per photo, and one CSV of wrinkle statistics
-(share of the face, and per region the wrinkle area, line count and length).
+"""Find wrinkles in photos: every face is found (dlib, 68 landmarks), aligned exactly as FFHQ
+was, predicted, measured per region (forehead, between the brows, crow's feet, under the eyes,
+nasolabial folds, around the mouth, cheeks) and pasted back into the photo.
 
-Uses the bundled model by default (the texture-map baseline if no weights are present). Also
-loads the FFHQ-Wrinkle authors' official U-Net (stage2_unet.pth), the ResNet-50 wrinkle U-Net
-(wrinkle_model.pth), .safetensors files, and any checkpoint written by train.py.
+Writes per photo a mask and an overlay of the whole photo with all its faces, and wrinkles.csv
+with one row per face: where it is, the detector's score, and the statistics (share of the
+face, per region the share, line count and line length, in aligned-frame pixels).
+
+Uses the bundled model by default. Also loads the FFHQ-Wrinkle authors' official U-Net
+(stage2_unet.pth), the ResNet-50 wrinkle U-Net (wrinkle_model.pth), .safetensors files, and any
+checkpoint written by train.py; --baseline gives the texture-map baseline.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from utils.errors import run_cli
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  python predict.py photos/*.jpg --out out/\n"
+                                epilog="examples:\n  python predict.py selfie.jpg group.jpg --out out/\n"
+                                       "  python predict.py photos/ --out out/ --faces largest\n"
+                                       "  python predict.py face.png --regions --aligned --out out/\n"
                                        "  python predict.py face.png --checkpoint "
                                        "res/cp/stage2_unet.pth --out out/")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
@@ -32,13 +39,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 where the device supports it, else fp32")
-    p.add_argument("--crop", default="auto", choices=["auto", "always", "never"],
-                   help="crop to an FFHQ-like face crop first (auto: photos that are not "
-                        "FFHQ-aligned, i.e. not square 256..1024 px)")
-    p.add_argument("--no-face", default="whole", choices=["whole", "skip"],
-                   help="a photo in which no face is found: use the whole photo, or skip it")
+    p.add_argument("--faces", default="all", choices=["all", "largest"],
+                   help="analyse every face in a photo (default) or only the largest")
+    p.add_argument("--no-face", default="skip", choices=["skip", "whole"],
+                   help="a photo in which no face is found: report it by name and count it as "
+                        "failed (skip, the default), or analyse the whole photo as if it were "
+                        "an aligned face, without regions (whole)")
     p.add_argument("--face-region", default="auto", choices=["auto", "none"],
-                   help="measure statistics in the face region (auto) or the whole image")
+                   help="measure statistics in the face region (auto: BiSeNet when its weights "
+                        "are at res/cp/79999_iter.pth, else the landmark region) or the whole "
+                        "aligned frame (none)")
+    p.add_argument("--regions", action="store_true",
+                   help="draw the region outlines on the overlays")
+    p.add_argument("--landmarks", action="store_true",
+                   help="draw the 68 landmarks on the overlays")
+    p.add_argument("--aligned", action="store_true",
+                   help="also write each face as the model saw it (<name>_face<N>.png, aligned)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -55,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference import WrinklePredictor  # here, so that --help answers at once
     from utils.prediction import predict_files
 
-    kw = {"device": args.device, "precision": args.precision, "crop": args.crop,
-          "no_face": args.no_face, "face": args.face_region}
+    kw = {"device": args.device, "precision": args.precision, "faces": args.faces,
+          "no_face": args.no_face, "face_region": args.face_region}
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,
-                        args.batch_size, progress=not args.no_progress)
+                        args.batch_size, progress=not args.no_progress, regions=args.regions,
+                        landmarks=args.landmarks, aligned=args.aligned)
     return 1 if res["failed"] else 0
 
 

@@ -10,6 +10,7 @@ silently half-loaded model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -152,3 +153,12 @@ def labels_to_size(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if labels.shape[:2] == (h, w):
         return labels
     return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+@functools.lru_cache(maxsize=1)
+def default_parser() -> FaceParser | None:
+    """The face parser with the default weights (res/cp/79999_iter.pth), loaded once; None when
+    the file is absent (the landmark face region is used then)."""
+    if not DEFAULT_WEIGHTS.is_file():
+        return None
+    return FaceParser(DEFAULT_WEIGHTS)

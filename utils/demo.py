@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = [REPO / "examples" / f"{i}.jpg" for i in ("00264", "00406", "00541")]
-TABLE_HEADERS = ["region", "wrinkle px", "share %", "lines", "length px"]
+TABLE_HEADERS = ["face", "region", "share %", "wrinkle px", "lines", "length px"]
+# The app shows photos at most this large: every face keeps its full detail for the model up to
+# this size, and the pictures sent to the browser stay quick to encode (a 6000 px photo would
+# take seconds per PNG).
+DISPLAY_SIDE = 2048
 # A photo is decoded in full before the predictor scales it down to its max_side, so the demo
 # refuses anything larger than this before decoding (a phone's 50 MP photo still fits).
 MAX_PIXELS = 100_000_000
@@ -40,6 +44,8 @@ DELETE_CACHE = (60, 60)
 STATE_SECONDS = 900  # how long a session keeps its decoded photo in memory for threshold re-runs
 
 Outputs = tuple[Any, Any, str, Any, Any]  # overlay, heatmap, summary, table, photo state
+NO_FACE_HINT = ("the demo looks for frontal faces at least about 40 px wide (a face seen from "
+                "the side, covered, or very small is not found)")
 
 
 def _private_cache_dir() -> str:
@@ -143,31 +149,56 @@ def read_input(image: Any, forget: Callable[[str], None] | None = None) -> np.nd
     return decode_upload(data, name)
 
 
-def _table(stats: dict[str, Any]) -> pd.DataFrame:
+def _table(faces: list[Any]) -> pd.DataFrame:
+    """One table for every face: the whole face first, then its regions."""
     import pandas as pd
 
-    rows = [[r["region"], r["wrinkle_px"], round(100 * r["share"], 2), r["lines"], r["length_px"]]
-            for r in stats["regions"]]
+    rows = []
+    for f in faces:
+        st = f.stats
+        rows.append([f.index + 1, "whole face", round(100 * st["wrinkle_share"], 2),
+                     st["wrinkle_px"], st["lines"], st["length_px"]])
+        rows += [[f.index + 1, r["label"], round(100 * r["share"], 2), r["wrinkle_px"],
+                  r["lines"], r["length_px"]] for r in st["regions"]]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
-def _summary(stats: dict[str, Any], threshold: float, notes: list[str], has_face: bool) -> str:
-    region = "the face region" if has_face else "the whole image"
-    lines = [f"### Wrinkles cover {100 * stats['wrinkle_share']:.2f} % of the face",
-             f"{stats['wrinkle_px']:,} of {stats['face_px']:,} px of {region} at threshold "
-             f"{threshold:.2f}. Regions are measured in an FFHQ-like face frame (photos that are "
-             "not FFHQ-aligned are cropped to the face first)."]
-    lines += [f"note: {n}" for n in notes]
+def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
+    """The headline and the notes: a share per face, or why nothing was measured."""
+    if not faces:
+        lines = ["### No face found", f"Nothing was measured: {NO_FACE_HINT}."]
+    else:
+        size = faces[0].frame
+        shares = [f"{100 * f.stats['wrinkle_share']:.2f} %" for f in faces]
+        if len(faces) == 1:
+            st = faces[0].stats
+            lines = [f"### Wrinkles cover {shares[0]} of the face",
+                     f"{st['wrinkle_px']:,} of {st['face_px']:,} px of the face region at "
+                     f"threshold {threshold:.2f}."]
+        else:
+            lines = [f"### {len(faces)} faces: wrinkles cover " + ", ".join(
+                f"{s} (face {i + 1})" for i, s in enumerate(shares)),
+                f"Faces are numbered on the overlay, largest first; threshold {threshold:.2f}."]
+        lines.append(f"Each face is aligned as FFHQ was (68 landmarks) and measured in that "
+                     f"{size} px frame: pixel counts and lengths are aligned-frame pixels.")
+        small = [f for f in faces if f.box is not None and f.alignment.side < size]
+        for f in small:
+            lines.append(f"⚠ face {f.index + 1} is small in this photo ({f.alignment.side:.0f} "
+                         f"px across its frame, the model works at {size} px): fine lines may "
+                         "be missed; a closer or sharper photo gives more reliable numbers.")
+    lines += [f"note: {n}" for n in notes if "smaller than the model" not in n]
     return "\n\n".join(lines)
 
 
 def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
                    photo: dict[str, Any] | None = None,
-                   forget: Callable[[str], None] | None = None) -> Outputs:
+                   forget: Callable[[str], None] | None = None, marks: bool = False) -> Outputs:
     """One prediction for the page or the API: read the photo (or reuse the session's copy when
-    only the threshold changed, since the upload itself is gone by then), predict, and draw."""
+    only the threshold changed, since the upload itself is gone by then), predict every face,
+    and draw (landmarks and region outlines too with `marks`)."""
     from utils.images import resize_image
-    from utils.visualize import heatmap, overlay
+    from utils.inference import NoFaceError
+    from utils.visualize import draw_faces, heatmap, overlay, with_colour_scale
 
     try:
         thr = float(threshold)
@@ -182,26 +213,41 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
             forget(key)
     else:
         rgb, extra = read_input(image, forget), []
-    result = predictor.predict(rgb, thr)
-    if result.mask.shape != rgb.shape[:2]:  # the predictor scaled a very large photo down
-        rgb = resize_image(rgb, result.mask.shape)
-    extra += [n for n in result.notes if n not in predictor.loaded.notes and n not in extra]
+        h, w = rgb.shape[:2]
+        if max(h, w) > DISPLAY_SIDE:
+            s = DISPLAY_SIDE / max(h, w)
+            rgb = resize_image(rgb, (max(1, round(h * s)), max(1, round(w * s))))
+            extra.append(f"scaled down from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
     state = {"key": key, "rgb": rgb, "notes": extra}
-    return (overlay(rgb, result.mask), heatmap(rgb, result.probs),
-            _summary(result.stats, thr, extra, result.face is not None), _table(result.stats), state)
+    try:
+        result = predictor.predict(rgb, thr)
+    except NoFaceError as exc:
+        notes = extra + [str(exc)]
+        return rgb, None, _summary([], thr, notes), _table([]), state
+    if result.mask.shape != rgb.shape[:2]:  # the predictor scaled the photo down
+        rgb = resize_image(rgb, result.mask.shape)
+    notes = extra + [n for n in result.notes if n not in predictor.loaded.notes and n not in extra]
+    shown = draw_faces(overlay(rgb, result.mask), result.faces, regions=marks, landmarks=marks)
+    heat = with_colour_scale(heatmap(rgb, result.probs))
+    return shown, heat, _summary(result.faces, thr, notes), _table(result.faces), state
+
+
+F1_NOTE = ("F1 measures how well the predicted wrinkle pixels overlap an annotator's lines "
+           "(1 would be identical); two human annotators agree with each other at about 0.54.")
 
 
 def model_info(predictor: WrinklePredictor) -> str:
-    """The Markdown that says which model and face region are in use, and warns of fallbacks."""
-    lines = [f"**wrinkle model:** {predictor.description}  \n"
-             f"**face region:** {predictor.face_description}"]
+    """The Markdown that says, in plain words, which model and face region are in use."""
+    loaded = predictor.loaded
+    name = Path(str(predictor.checkpoint)).stem if predictor.checkpoint else loaded.name
+    lines = [f"**Wrinkle model:** {name}: {loaded.about or loaded.name} "
+             f"(running on {predictor.description.rsplit(' on ', 1)[-1]})."]
+    if "F1" in loaded.about:
+        lines[0] += f'  \n<small title="{html.escape(F1_NOTE)}">{F1_NOTE}</small>'
+    lines.append(f"**Face region:** {predictor.face_description}.")
     if predictor.is_baseline:
         lines.append("⚠ no trained wrinkle weights: showing the texture-map baseline, which marks "
                      "fine lines and skin texture alike; expect many false wrinkles.")
-    if predictor.face_fallback:
-        lines.append("⚠ no face-parser weights (res/cp/79999_iter.pth): the face region is an "
-                     "approximation from OpenCV's face detector; it may include some hair or "
-                     "background, or miss skin at the edges.")
     return "\n\n".join(lines)
 
 
@@ -244,8 +290,10 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
     # Blocks has no flagging, so nothing else writes inputs to disk.
     with gr.Blocks(title="Wrinkle finder", analytics_enabled=False,
                    delete_cache=DELETE_CACHE) as demo:
-        gr.Markdown("# Facial wrinkle finder\nUpload a face photo, use the webcam or paste an "
-                    "image. Photos are processed in memory and deleted from the server once read.")
+        gr.Markdown("# Facial wrinkle finder\nUpload a photo (one face or several, any "
+                    "framing or tilt), use the webcam or paste an image. Each face is aligned "
+                    "as the training faces were, then measured per region. Photos are processed "
+                    "in memory and deleted from the server once read.")
         gr.Markdown(model_info(predictor), elem_id="model-info")
         photo_state = gr.State(None, time_to_live=STATE_SECONDS)
         with gr.Row():
@@ -255,6 +303,8 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                 threshold = gr.Slider(0.05, 0.95, value=round(predictor.threshold, 2), step=0.01,
                                       label="Threshold (lower finds more wrinkles)",
                                       elem_id="threshold")
+                marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
+                                    elem_id="marks")
                 run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
                 if all(p.is_file() for p in EXAMPLES):
                     gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
@@ -263,42 +313,46 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                 # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
                 overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
                                        buttons=["download", "fullscreen"], elem_id="overlay")
-                heatmap_out = gr.Image(label="Confidence heatmap", format="png",
+                heatmap_out = gr.Image(label="Wrinkle probability (scale on the right)", format="png",
                                        interactive=False, buttons=["download", "fullscreen"],
                                        elem_id="heatmap")
         summary = gr.Markdown(elem_id="summary")
         table = gr.Dataframe(headers=TABLE_HEADERS,
-                             datatype=["str", "number", "number", "number", "number"],
-                             interactive=False, label="Per face region", elem_id="regions")
+                             datatype=["number", "str", "number", "number", "number", "number"],
+                             interactive=False, label="Per face and region (aligned-frame "
+                             "pixels; left and right are the person's own)", elem_id="regions")
 
         def forget(path: str) -> None:
             _forget_upload(demo, path)
 
-        def predict(image: Any, threshold: Any, photo: dict[str, Any] | None = None) -> Outputs:
+        def predict(image: Any, threshold: Any, photo: dict[str, Any] | None = None,
+                    draw: bool = False) -> Outputs:
             """Find wrinkles in one photo: the `/predict` API endpoint and the button."""
             try:
                 if isinstance(image, dict) and image.get("path"):
                     _check_in_cache(image["path"])
-                return run_prediction(predictor, image, threshold, photo, forget)
+                return run_prediction(predictor, image, threshold, photo, forget, bool(draw))
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
-        def refresh(image: Any, threshold: Any, photo: dict[str, Any] | None = None) -> Outputs:
+        def refresh(image: Any, threshold: Any, photo: dict[str, Any] | None = None,
+                    draw: bool = False) -> Outputs:
             """The same, for automatic re-runs: a cleared photo just clears the results."""
             if image is None:
                 return None, None, "", None, None
-            return predict(image, threshold, photo)
+            return predict(image, threshold, photo, draw)
 
         def clear() -> tuple[None, None, str, None]:
             return None, None, "", None
 
-        inputs = [photo_in, threshold, photo_state]
+        inputs = [photo_in, threshold, photo_state, marks]
         outputs = [overlay_out, heatmap_out, summary, table, photo_state]
         common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
         run.click(predict, inputs, outputs, api_name="predict", **common)
         photo_in.change(clear, None, outputs[:4], queue=False, api_visibility="private").then(
             refresh, inputs, outputs, api_visibility="private", **common)
         threshold.release(refresh, inputs, outputs, api_visibility="private", **common)
+        marks.change(refresh, inputs, outputs, api_visibility="private", **common)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 

@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from utils.checkpoints import FORMAT, model_from_checkpoint, read_checkpoint_file
 from utils.dataset import to_input
 from utils.errors import UserError
+from utils.faces import MIN_FACE_PX, Alignment, Face, detect_faces
 from utils.images import resize_image
-from utils.masks import resize_mask
+from utils.regions import landmark_face_region, parser_face_region, region_masks, wrinkle_stats
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,17 +63,6 @@ class TextureBaseline(torch.nn.Module):
         return torch.log(p) - torch.log1p(-p)
 
 
-# Face regions of an FFHQ-aligned face, as fractions (x0, x1, y0, y1) of the aligned frame.
-# The first region that contains a pixel claims it.
-REGIONS: list[tuple[str, list[tuple[float, float, float, float]]]] = [
-    ("between the brows", [(0.43, 0.57, 0.36, 0.47)]),
-    ("forehead", [(0.28, 0.72, 0.16, 0.40)]),
-    ("around the eyes", [(0.16, 0.43, 0.40, 0.56), (0.57, 0.84, 0.40, 0.56)]),
-    ("nasolabial folds", [(0.34, 0.46, 0.56, 0.76), (0.54, 0.66, 0.56, 0.76)]),
-    ("cheeks", [(0.16, 0.34, 0.56, 0.80), (0.66, 0.84, 0.56, 0.80)]),
-]
-
-
 @dataclass
 class LoadedModel:
     """What a checkpoint turned out to be, and how to run it."""
@@ -84,18 +73,7 @@ class LoadedModel:
     threshold: float
     model: torch.nn.Module | None
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class WrinkleResult:
-    """A prediction at the photo's own size, with its statistics."""
-
-    probs: np.ndarray  # float32 (H, W) in [0, 1]
-    mask: np.ndarray  # bool (H, W)
-    face: np.ndarray | None  # bool (H, W): the region the statistics are measured in
-    threshold: float
-    stats: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
+    about: str = ""  # what it is and what it was trained on, in plain words
 
 
 def _strip_module(sd: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -150,7 +128,11 @@ def classify_state_dict(sd: dict[str, torch.Tensor], source: str) -> LoadedModel
     except RuntimeError as exc:
         raise UserError(f"{source}: looks like a {name} but its weights do not fit "
                         f"({str(exc).splitlines()[0]})") from None
-    loaded = LoadedModel(kind, name, recipe, thr, model.eval())
+    loaded = LoadedModel(kind, name, recipe, thr, model.eval(), about={
+        "official_unet": "the FFHQ-Wrinkle authors' U-Net (trained on their 1,000 manual and "
+                         "50,000 weak masks), on 1024 px aligned faces",
+        "seed_resnet50": "the original wrinkle repository's ResNet-50 U-Net, on 512 px faces",
+    }.get(kind, "a U-Net of unknown training (its file stores no recipe)"))
     if kind == "classic_unet":
         loaded.notes.append("input recipe not stored in the file: assumed RGB in [-1, 1] at 512 px")
     return loaded
@@ -180,10 +162,19 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
     m = ckpt["model"]
     metrics = ckpt.get("metrics") or {}
     f1 = f", val F1 {metrics['f1']:.3f}" if "f1" in metrics else ""
-    name = (f"{path.stem} ({m['name']}, width {m['base_channels']}, "
-            f"{ckpt['preprocess'].get('image_size') or 'native'} px{f1})")
+    size = ckpt["preprocess"].get("image_size") or "native"
+    name = f"{path.stem} ({m['name']}, width {m['base_channels']}, {size} px{f1})"
+    split = ckpt.get("split") or {}
+    arch = "U-Net" if m["name"] == "unet" else m["name"]
+    about = f"a {arch} (width {m['base_channels']}) that works on {size} px aligned faces"
+    if split.get("train"):
+        about += (f", trained on {len(split['train'])} FFHQ faces with hand-drawn wrinkle "
+                  "masks")
+    if "f1" in metrics and split.get("val"):
+        about += (f"; validation F1 {metrics['f1']:.3f} on {len(split['val'])} faces it did "
+                  "not train on")
     return LoadedModel("ours", name, dict(ckpt["preprocess"]), float(ckpt.get("threshold", 0.5)),
-                       model)
+                       model, about=about)
 
 
 def _load_safetensors(path: Path) -> LoadedModel:
@@ -241,101 +232,109 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def region_masks(shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Bool masks of the named face regions for an FFHQ-aligned frame of `shape`."""
-    h, w = shape
-    taken = np.zeros(shape, bool)
-    out = {}
-    for name, boxes in REGIONS:
-        m = np.zeros(shape, bool)
-        for x0, x1, y0, y1 in boxes:
-            m[round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)] = True
-        m &= ~taken
-        taken |= m
-        out[name] = m
-    return out
-
-
-def skeleton_length(mask: np.ndarray) -> int:
-    """Pixel length of a mask's centre lines (morphological skeleton), an estimate of line length."""
-    img = mask.astype(np.uint8)
-    skel = np.zeros_like(img)
-    kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    while img.any():
-        eroded = cv2.erode(img, kernel)
-        skel |= img - cv2.dilate(eroded, kernel)
-        img = eroded
-    return int(skel.sum())
-
-
-def wrinkle_stats(mask: np.ndarray, face: np.ndarray | None) -> dict[str, Any]:
-    """Share of the face that is wrinkle, and per region the area, line count and length."""
-    h, w = mask.shape
-    face = np.ones_like(mask) if face is None else face
-    inside = mask & face
-    min_px = max(3, round(6 * (h * w) / (512 * 512)))  # ignore specks (scaled with size)
-    regions = []
-    for name, region in region_masks((h, w)).items():
-        m = inside & region
-        n, _, st, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-        lines = int((st[1:, cv2.CC_STAT_AREA] >= min_px).sum()) if n > 1 else 0
-        area = int((region & face).sum())
-        regions.append({"region": name, "wrinkle_px": int(m.sum()),
-                        "share": float(m.sum() / area) if area else 0.0,
-                        "lines": lines, "length_px": skeleton_length(m)})
-    face_px = int(face.sum())
-    return {"face_px": face_px, "wrinkle_px": int(inside.sum()),
-            "wrinkle_share": float(inside.sum() / face_px) if face_px else 0.0,
-            "regions": regions}
-
-
 class NoFaceError(UserError):
     """No face was found in a photo and the caller asked to skip such photos."""
 
 
 @dataclass
-class _Work:
-    """One photo on its way through the predictor: the frame the model sees and how to go back."""
+class FaceResult:
+    """One face: where it is in the photo, the aligned face the model saw, and what it found.
 
-    photo_shape: tuple[int, int]
-    image: np.ndarray  # the face crop, or the (scaled) photo itself
-    face: np.ndarray | None  # the face region in `image`
-    transform: Any  # utils.face_region.FaceTransform, or None when not cropped
-    notes: list[str]
+    Maps (`aligned`, `probs`, `mask`, `face`, `regions`) are in the aligned frame, `frame` px a
+    side; the statistics are measured there. `alignment` maps that frame to the photo and back.
+    """
+
+    index: int
+    box: tuple[int, int, int, int] | None  # detector box in the photo (None: the whole image)
+    score: float | None  # detector confidence
+    landmarks: np.ndarray | None  # (68, 2) in the photo
+    alignment: Alignment
+    aligned: np.ndarray
+    probs: np.ndarray
+    mask: np.ndarray
+    face: np.ndarray
+    regions: dict[str, np.ndarray]
+    stats: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frame(self) -> int:
+        return int(self.aligned.shape[0])
+
+    @property
+    def aligned_landmarks(self) -> np.ndarray | None:
+        if self.landmarks is None:
+            return None
+        return self.alignment.to_aligned(self.landmarks, self.frame)
+
+
+@dataclass
+class WrinkleResult:
+    """A photo's prediction: maps at the photo's size (after any scaling down), every face."""
+
+    probs: np.ndarray  # float32 (H, W) in [0, 1]; 0 away from the faces
+    mask: np.ndarray  # bool (H, W)
+    face: np.ndarray | None  # bool (H, W): the face regions the statistics are measured in
+    threshold: float
+    faces: list[FaceResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        """The statistics of the largest face (None when no face was analysed)."""
+        return self.faces[0].stats if self.faces else None
+
+
+def whole_image_alignment(shape: tuple[int, ...]) -> Alignment:
+    """The whole image as the frame (no face found, or an image given as already aligned)."""
+    h, w = shape[:2]
+    return Alignment(np.array([[0, 0], [0, h], [w, h], [w, 0]], dtype=np.float64))
 
 
 class WrinklePredictor:
-    """Load a wrinkle model once; predict probability maps, masks and statistics for photos.
+    """Load a wrinkle model once; find every face in a photo, align it as FFHQ was aligned,
+    predict, measure per region, and paste the maps back into the photo.
 
-    face: "auto" finds the face region (the BiSeNet parser when res/cp/79999_iter.pth is present,
-    else OpenCV's Haar cascades or the FFHQ template, see utils.face_region); "none" uses the
-    whole image. crop: "auto" crops photos that are not FFHQ-aligned (not square 256..1024 px) to
-    an FFHQ-like face crop and maps the prediction back; "always" and "never" force it.
-    no_face: what to do with a photo without a face when cropping: "whole" image, or "skip"
-    (NoFaceError).
+    checkpoint: a file of any known kind (see load_any_checkpoint); None is the bundled model.
+    baseline: the texture-map baseline instead of a model. faces: "all" or "largest".
+    no_face: a photo without a face raises NoFaceError ("skip"), or is analysed whole, as if it
+    were an aligned face ("whole"). face_region: "auto" (BiSeNet when res/cp/79999_iter.pth is
+    there, else the landmark region) or "none" (the whole aligned frame).
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
-                 precision: str = "auto", max_side: int = 4096, face: str = "auto",
-                 crop: str = "auto", no_face: str = "whole", parser: Any = None) -> None:
-        if face not in ("auto", "none") or crop not in ("auto", "always", "never") or \
-                no_face not in ("whole", "skip"):
-            raise ValueError(f"bad face/crop/no_face option: {face!r}, {crop!r}, {no_face!r}")
+    def __init__(self, checkpoint: str | Path | None = None, *, baseline: bool = False,
+                 device: str = "auto", precision: str = "auto", max_side: int = 4096,
+                 faces: str = "all", no_face: str = "skip", face_region: str = "auto",
+                 parser: Any = None) -> None:
+        if faces not in ("all", "largest") or no_face not in ("skip", "whole") or \
+                face_region not in ("auto", "none"):
+            raise ValueError(f"bad faces/no_face/face_region option: {faces!r}, {no_face!r}, "
+                             f"{face_region!r}")
+        if baseline and checkpoint is not None:
+            raise ValueError("a checkpoint and the baseline exclude each other")
         self.device = resolve_device(device)
-        if checkpoint is None:
+        if baseline:
             self.loaded = LoadedModel("texture_baseline", "texture-map baseline (no trained model)",
                                       dict(BASELINE_RECIPE), BASELINE_THRESHOLD, TextureBaseline(),
-                                      ["no wrinkle weights: showing the texture-map baseline"])
+                                      ["no wrinkle weights: showing the texture-map baseline"],
+                                      "the texture map itself (no training): it marks fine lines "
+                                      "and skin texture alike")
         else:
+            if checkpoint is None:
+                checkpoint = DEFAULT_CHECKPOINT
+                if not DEFAULT_CHECKPOINT.is_file():
+                    raise UserError(f"the bundled model {DEFAULT_CHECKPOINT} is missing: restore "
+                                    "it (git checkout res/cp/) or pass a checkpoint or the "
+                                    "baseline")
             self.loaded = load_any_checkpoint(checkpoint)
         self.checkpoint = checkpoint
         self.max_side = max_side
-        self.face_mode, self.crop_mode, self.no_face = face, crop, no_face
+        self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
         self.parser = parser
-        if parser is None and face == "auto":
-            from utils.face_region import _default_parser
+        if parser is None and face_region == "auto":
+            from bisenet.parser import default_parser
 
-            self.parser = _default_parser()
+            self.parser = default_parser()
         self.dtype = None if precision == "fp32" else amp_dtype(
             self.device, "bf16" if precision == "bf16" else "auto")
         if self.loaded.model is not None:
@@ -343,22 +342,11 @@ class WrinklePredictor:
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
 
     @classmethod
-    def default(cls, **kwargs: Any) -> WrinklePredictor:
-        """The bundled model if it is present, else the texture-map baseline."""
-        ckpt = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
-        return cls(ckpt, **kwargs)
-
-    @classmethod
     def from_choice(cls, checkpoint: str | Path | None, baseline: bool,
                     **kwargs: Any) -> WrinklePredictor:
         """What the scripts' --checkpoint / --baseline flags ask for (default: the bundled model),
         with a line on stdout naming the model, the face region and any fallback."""
-        if baseline:
-            predictor = cls(None, **kwargs)
-        elif checkpoint:
-            predictor = cls(checkpoint, **kwargs)
-        else:
-            predictor = cls.default(**kwargs)
+        predictor = cls(checkpoint or None, baseline=baseline, **kwargs)
         print(f"model: {predictor.description}\nface region: {predictor.face_description}")
         for note in predictor.loaded.notes:
             print(f"note: {note}")
@@ -378,85 +366,125 @@ class WrinklePredictor:
     @property
     def face_description(self) -> str:
         """Which face region is in use, for the app's model line and the CSV."""
-        from utils.face_region import haar_available
-
-        if self.face_mode == "none":
-            return "whole image (face region off)"
+        if self.face_region_mode == "none":
+            return "whole aligned face (face region off)"
         if self.parser is not None:
             return getattr(self.parser, "description", "BiSeNet face parser")
-        if haar_available():
-            return ("fallback: OpenCV Haar face box with an elliptical skin region "
-                    "(no face-parser weights at res/cp/79999_iter.pth)")
-        return "fallback: FFHQ template ellipse (no face-parser weights, no Haar cascades)"
+        return ("landmark face region (jaw line, forehead, eyes and lips cut out); the BiSeNet "
+                "face parser is used instead when res/cp/79999_iter.pth is present")
 
     @property
     def face_fallback(self) -> bool:
-        """True when the face region is not the face parser's (the app shows a warning)."""
-        return self.parser is None
+        """True when the face region is not the face parser's."""
+        return self.parser is None and self.face_region_mode == "auto"
 
     @property
     def threshold(self) -> float:
         return self.loaded.threshold
 
-    def _prepare(self, rgb: np.ndarray) -> _Work:
-        """Check and scale the photo, crop it to the face where asked, find the face region."""
-        from utils.face_region import crop_face, face_region, is_ffhq_aligned
+    @property
+    def frame_size(self) -> int:
+        """The side of the aligned frame: the model's input size (FFHQ's 1024 for native)."""
+        return int(self.loaded.recipe.get("image_size") or 1024)
 
-        notes = []
+    # ------------------------------------------------------------ steps
+
+    def _check(self, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UserError(f"expected an RGB uint8 image, got shape {rgb.shape} {rgb.dtype}")
         h, w = rgb.shape[:2]
         if min(h, w) < 16:
-            raise UserError(f"image of {w}x{h} px is too small (at least 16 px a side)")
+            raise UserError(f"the image of {w}x{h} px is too small to analyse (at least 16 px "
+                            "a side, and a face of at least 40 px)")
+        notes = []
         if max(h, w) > self.max_side:
             s = self.max_side / max(h, w)
             rgb = resize_image(rgb, (max(1, round(h * s)), max(1, round(w * s))))
             notes.append(f"scaled down from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
-        image, transform = rgb, None
-        if self.crop_mode == "always" or (self.crop_mode == "auto" and not is_ffhq_aligned(rgb.shape)):
-            fc = crop_face(rgb, parser=self.parser, use_default_parser=False)
-            if fc.found:
-                image, transform = fc.image, fc.transform
-                notes.append(f"cropped to the face ({fc.source}): {fc.transform.side} px square "
-                             f"at ({fc.transform.x0}, {fc.transform.y0})")
-                notes += fc.notes
-            elif self.no_face == "skip":
-                raise NoFaceError("no face found in the photo (skipped as asked)")
-            else:
-                notes.append("no face found: the whole photo is used")
-        face = None
-        if self.face_mode == "auto":
-            region = face_region(image, self.parser, use_default_parser=False)
-            face = region.mask
-            if region.source == "none":
-                notes += region.notes
-        return _Work(rgb.shape[:2], image, face, transform, notes)
+        return rgb, notes
+
+    def _find(self, rgb: np.ndarray, notes: list[str]) -> list[tuple[Face | None, Alignment]]:
+        """The faces to analyse (largest first), or the whole image when asked for."""
+        found = detect_faces(rgb)
+        usable = []
+        for f in found:
+            if f.side < MIN_FACE_PX:
+                notes.append(f"a face of {f.side:.0f} px at {f.box[:2]} is too small to analyse "
+                             f"(at least {MIN_FACE_PX} px); skipped")
+                continue
+            usable.append(f)
+        if self.faces_mode == "largest":
+            if len(usable) > 1:
+                notes.append(f"{len(usable)} faces found; the largest analysed")
+            usable = usable[:1]
+        if usable:
+            return [(f, f.alignment) for f in usable]
+        h, w = rgb.shape[:2]
+        why = ("no face found" if not found else "no face large enough to analyse")
+        if min(h, w) < 80:
+            why += f" (the image is only {w}x{h} px; a face needs at least about 40 px)"
+        if self.no_face == "skip":
+            raise NoFaceError(why)
+        notes.append(f"{why}: the whole image was analysed as if it were an aligned face "
+                     f"(no regions)")
+        return [(None, whole_image_alignment(rgb.shape))]
+
+    def _face_region(self, aligned: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
+        size = aligned.shape[0]
+        if self.face_region_mode == "none":
+            return np.ones((size, size), bool)
+        if self.parser is not None:
+            mask = parser_face_region(self.parser(aligned))
+            if mask.any():
+                return mask
+        if lm is None:
+            return np.ones((size, size), bool)
+        return landmark_face_region(lm, (size, size))
 
     @torch.inference_mode()
-    def _probabilities(self, works: list[_Work]) -> list[np.ndarray]:
-        """Wrinkle probability maps in each work frame (batched where input shapes agree)."""
-        size = self.loaded.recipe.get("image_size")
+    def _probabilities(self, images: list[np.ndarray], faces: list[np.ndarray]) -> list[np.ndarray]:
+        """Wrinkle probability maps of aligned faces (frame_size square), in batches."""
         recipe = self.loaded.recipe
-        batch = []
-        for wk in works:
-            image, face = wk.image, wk.face
-            if size and image.shape[:2] != (size, size):
-                image = resize_image(image, (size, size))
-                if face is not None:
-                    face = resize_mask(face, (size, size))
-            batch.append(to_input(image, recipe, face if recipe.get("face_masking") else None))
-        groups = [batch] if len({tuple(x.shape) for x in batch}) == 1 else [[x] for x in batch]
-        probs: list[np.ndarray] = []
-        for g in groups:
-            x = torch.stack(g).to(self.device).contiguous(memory_format=torch.channels_last)
+        size = self.frame_size
+        per_batch = max(1, (4 * 512 * 512) // (size * size))
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), per_batch):
+            xs = [to_input(im, recipe, f if recipe.get("face_masking") else None)
+                  for im, f in zip(images[start:start + per_batch], faces[start:start + per_batch],
+                                   strict=True)]
+            x = torch.stack(xs).to(self.device).contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.dtype):
                 logits = self.loaded.model(x)
-            probs += list(logits_to_probs(logits).cpu().numpy())
-        out = []
-        for wk, p in zip(works, probs, strict=True):
-            h, w = wk.image.shape[:2]
-            out.append(np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1))
+            out += [np.clip(p, 0, 1) for p in logits_to_probs(logits).float().cpu().numpy()]
         return out
+
+    def _analyse(self, items: list[tuple[int, int, Face | None, Alignment, np.ndarray]],
+                 thr: float) -> list[FaceResult]:
+        size = self.frame_size
+        aligned, lms, regions_in = [], [], []
+        for _, _, face, al, photo in items:
+            aligned.append(al.align(photo, size))
+            lms.append(None if face is None else al.to_aligned(face.landmarks, size))
+        for im, lm in zip(aligned, lms, strict=True):
+            regions_in.append(self._face_region(im, lm))
+        probs = self._probabilities(aligned, regions_in) if aligned else []
+        results = []
+        for (_, index, face, al, _), im, lm, region, p in zip(items, aligned, lms, regions_in,
+                                                                 probs, strict=True):
+            mask = p > thr
+            regs = {} if lm is None else region_masks(lm, (size, size), region)
+            notes = []
+            if face is not None and face.side < size:
+                notes.append(f"face {index}: its FFHQ square is {face.side:.0f} px in the photo, "
+                             f"smaller than the model's {size} px frame: the photo holds less "
+                             "detail than the model was trained on")
+            results.append(FaceResult(
+                index, face.box if face else None, face.score if face else None,
+                face.landmarks if face else None, al, im, p.astype(np.float32), mask, region,
+                regs, wrinkle_stats(mask, region, regs), notes))
+        return results
+
+    # ------------------------------------------------------------ public
 
     def predict(self, rgb: np.ndarray, threshold: float | None = None) -> WrinkleResult:
         """Predict one RGB uint8 photo."""
@@ -464,20 +492,53 @@ class WrinklePredictor:
 
     def predict_batch(self, rgbs: list[np.ndarray],
                       threshold: float | None = None) -> list[WrinkleResult]:
-        """Predict several photos: maps and masks at each photo's size (after any scaling down),
-        statistics measured in the face frame."""
+        """Predict several photos: every face aligned, predicted and measured in its aligned
+        frame; maps pasted back at each photo's size (after any scaling down)."""
+        thr = self._threshold(threshold)
+        photos, notes, items = [], [], []
+        for i, rgb in enumerate(rgbs):
+            photo, n = self._check(rgb)
+            photos.append(photo)
+            notes.append(n)
+            for j, (face, al) in enumerate(self._find(photo, n)):
+                items.append((i, j, face, al, photo))
+        faces = self._analyse(items, thr)
+        results = []
+        for i, photo in enumerate(photos):
+            mine = [f for (k, *_), f in zip(items, faces, strict=True) if k == i]
+            results.append(self._compose(photo.shape[:2], mine, thr, notes[i]))
+        return results
+
+    def predict_aligned(self, rgb: np.ndarray, threshold: float | None = None) -> FaceResult:
+        """The model on an image taken as an aligned face as it is: no face finding, no
+        warping (a reference for benchmarks, and for images already in the FFHQ frame)."""
+        thr = self._threshold(threshold)
+        photo, _ = self._check(rgb)
+        return self._analyse([(0, 0, None, whole_image_alignment(photo.shape), photo)], thr)[0]
+
+    def _threshold(self, threshold: float | None) -> float:
         thr = self.threshold if threshold is None else float(threshold)
         if not 0.0 < thr < 1.0:
             raise UserError(f"threshold must be between 0 and 1, got {thr}")
-        works = [self._prepare(r) for r in rgbs]
-        results = []
-        for wk, p in zip(works, self._probabilities(works), strict=True):
-            stats = wrinkle_stats(p > thr, wk.face)
-            face = wk.face
-            if wk.transform is not None:
-                p = wk.transform.paste_back(p.astype(np.float32), wk.photo_shape)
-                if face is not None:
-                    face = wk.transform.paste_back(face, wk.photo_shape, fill=False)
-            results.append(WrinkleResult(p.astype(np.float32), p > thr, face, thr, stats,
-                                         list(self.loaded.notes) + wk.notes))
-        return results
+        return thr
+
+    def _compose(self, shape: tuple[int, int], faces: list[FaceResult], thr: float,
+                 notes: list[str]) -> WrinkleResult:
+        """Paste every face's maps back into the photo (the larger probability where two
+        faces' squares overlap)."""
+        probs = np.zeros(shape, np.float32)
+        mask = np.zeros(shape, bool)
+        face_px = np.zeros(shape, bool)
+        for f in faces:
+            (x0, y0, x1, y1), p, inside = f.alignment.paste_back(f.probs, shape, "map")
+            if p.size == 0:
+                continue
+            _, m, _ = f.alignment.paste_back(f.mask, shape, "mask")
+            _, fr, _ = f.alignment.paste_back(f.face, shape, "mask")
+            roi = (slice(y0, y1), slice(x0, x1))
+            probs[roi] = np.where(inside, np.maximum(probs[roi], p), probs[roi])
+            mask[roi] |= m & inside
+            face_px[roi] |= fr & inside
+            notes = notes + [n for n in f.notes if n not in notes]
+        return WrinkleResult(probs, mask, face_px if faces else None, thr, faces,
+                             list(self.loaded.notes) + notes)

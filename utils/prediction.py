@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from utils.errors import UserError
 from utils.images import IMAGE_EXTENSIONS, load_image
-from utils.inference import REGIONS, WrinklePredictor, WrinkleResult
+from utils.inference import WrinklePredictor, WrinkleResult
 from utils.io import write_text
 from utils.masks import mask_to_png
-from utils.visualize import overlay, write_png
+from utils.regions import REGION_NAMES
+from utils.visualize import draw_aligned, draw_faces, overlay, write_png
 
 
 def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -48,27 +49,38 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     return unique, missing
 
 
-def _csv_fields() -> list[str]:
-    fields = ["file", "width", "height", "model", "threshold", "wrinkle_share", "face_px",
-              "wrinkle_px"]
-    for name, _ in REGIONS:
-        key = name.replace(" ", "_")
-        fields += [f"{key}_px", f"{key}_lines", f"{key}_length_px"]
+def csv_fields() -> list[str]:
+    """The columns of wrinkles.csv: one row per face (see README, "Predict")."""
+    fields = ["file", "face", "width", "height", "box_x0", "box_y0", "box_x1", "box_y1",
+              "detector_score", "face_side_px", "roll_deg", "frame_px", "model", "threshold",
+              "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px"]
+    for name in REGION_NAMES:
+        fields += [f"{name}_share", f"{name}_px", f"{name}_lines", f"{name}_length_px"]
     return [*fields, "notes"]
 
 
-def _csv_row(path: Path, res: WrinkleResult, model: str) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "file": str(path), "width": res.mask.shape[1], "height": res.mask.shape[0],
-        "model": model, "threshold": res.threshold,
-        "wrinkle_share": f"{res.stats['wrinkle_share']:.6f}",
-        "face_px": res.stats["face_px"], "wrinkle_px": res.stats["wrinkle_px"],
-        "notes": "; ".join(res.notes)}
-    for r in res.stats["regions"]:
-        key = r["region"].replace(" ", "_")
-        row |= {f"{key}_px": r["wrinkle_px"], f"{key}_lines": r["lines"],
-                f"{key}_length_px": r["length_px"]}
-    return row
+def csv_rows(path: Path | str, res: WrinkleResult, model: str) -> list[dict[str, Any]]:
+    """One row per analysed face of a photo (statistics in the aligned frame, frame_px a side)."""
+    rows = []
+    for f in res.faces:
+        st = f.stats
+        box = f.box or ("", "", "", "")
+        row: dict[str, Any] = {
+            "file": str(path), "face": f.index, "width": res.mask.shape[1],
+            "height": res.mask.shape[0], "box_x0": box[0], "box_y0": box[1], "box_x1": box[2],
+            "box_y1": box[3], "detector_score": "" if f.score is None else f"{f.score:.3f}",
+            "face_side_px": f"{f.alignment.side:.1f}",
+            "roll_deg": "" if f.box is None else f"{f.alignment.angle:.1f}",
+            "frame_px": st["frame_px"], "model": model, "threshold": res.threshold,
+            "wrinkle_share": f"{st['wrinkle_share']:.6f}", "face_px": st["face_px"],
+            "wrinkle_px": st["wrinkle_px"], "lines": st["lines"], "length_px": st["length_px"],
+            "notes": "; ".join(res.notes)}
+        for r in st["regions"]:
+            key = r["region"]
+            row |= {f"{key}_share": f"{r['share']:.6f}", f"{key}_px": r["wrinkle_px"],
+                    f"{key}_lines": r["lines"], f"{key}_length_px": r["length_px"]}
+        rows.append(row)
+    return rows
 
 
 def _out_names(files: list[Path]) -> dict[Path, str]:
@@ -87,9 +99,14 @@ def _out_names(files: list[Path]) -> dict[Path, str]:
 
 def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path,
                   threshold: float | None = None, save_probs: bool = False, batch_size: int = 4,
-                  progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Predict every input; write <name>_mask.png, <name>_overlay.png (and <name>_prob.png) and
-    wrinkles.csv to `out`. Returns counts and the failures (file, reason)."""
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  regions: bool = False, landmarks: bool = False,
+                  aligned: bool = False) -> dict[str, Any]:
+    """Predict every input; write <name>_mask.png and <name>_overlay.png for the whole photo
+    with all its faces (<name>_prob.png with save_probs; <name>_face<N>.png, each aligned face
+    with its wrinkles, with aligned) and wrinkles.csv (a row per face) to `out`. Region outlines
+    and landmarks are drawn on the overlays on request. A photo without a face is a failure
+    unless the predictor analyses such photos whole. Returns counts and failures (file, why)."""
     files, failures = collect_inputs(items)
     failed: list[tuple[str, str]] = [(m.split(":")[0], m.split(": ", 1)[1]) for m in failures]
     if not files:
@@ -97,7 +114,8 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = _out_names(files)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    n_photos = 0
     bar = tqdm(total=len(files), desc="predict", disable=not progress, file=sys.stderr)
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
@@ -122,22 +140,30 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
             shown = img if img.shape[:2] == res.mask.shape else \
                 _fit(img, res.mask.shape)
             write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
-            write_png(out / f"{stem}_overlay.png", overlay(shown, res.mask))
+            write_png(out / f"{stem}_overlay.png",
+                      draw_faces(overlay(shown, res.mask), res.faces, regions, landmarks))
             if save_probs:
                 write_png(out / f"{stem}_prob.png", (res.probs * 255).round().astype(np.uint8))
-            rows.append(_csv_row(f, res, predictor.description))
+            if aligned:
+                for face in res.faces:
+                    pic = draw_aligned(face, regions, landmarks)
+                    write_png(out / f"{stem}_face{face.index}.png", pic)
+            rows += csv_rows(f, res, predictor.description)
+            n_photos += 1
         bar.update(len(chunk))
     bar.close()
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_csv_fields())
+    writer = csv.DictWriter(buf, fieldnames=csv_fields())
     writer.writeheader()
     writer.writerows(rows)
     write_text(out / "wrinkles.csv", buf.getvalue())
     for f, reason in failed:
         log(f"skipped {f}: {reason}")
-    log(f"{len(rows)} images predicted with {predictor.description}; outputs in {out}/"
-        + (f"; {len(failed)} failed" if failed else ""))
-    return {"predicted": len(rows), "failed": failed, "csv": str(out / "wrinkles.csv")}
+    log(f"{n_photos} photos ({len(rows)} faces) predicted with {predictor.description}; "
+        f"outputs in {out}/" + (f"; {len(failed)} failed" if failed else ""))
+    return {"predicted": n_photos, "faces": len(rows), "failed": failed,
+            "csv": str(out / "wrinkles.csv")}
+
 
 
 def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

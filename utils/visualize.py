@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -73,3 +75,67 @@ def plot_pr_curve(path: str | Path, precision: list[float], recall: list[float],
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
+
+
+REGION_COLOURS = [(80, 200, 255), (255, 170, 0), (120, 255, 120), (120, 255, 120),
+                  (255, 110, 200), (255, 110, 200), (255, 255, 90), (255, 255, 90),
+                  (190, 140, 255), (0, 220, 220)]
+
+
+def _marks(out: np.ndarray, face: Any, to_image: Callable[[np.ndarray], np.ndarray],
+           thick: int, regions: bool, landmarks: bool) -> None:
+    """Draw one face's region outlines and landmarks (aligned-frame points sent by to_image)."""
+    from utils.regions import outlines
+
+    if regions and face.regions:
+        for polys, colour in zip(outlines(face.regions).values(), REGION_COLOURS, strict=False):
+            pts = [np.round(to_image(p) * 16).astype(np.int32) for p in polys]
+            cv2.polylines(out, pts, True, colour, thick, cv2.LINE_AA, 4)
+    if landmarks and face.aligned_landmarks is not None:
+        for x, y in to_image(face.aligned_landmarks):
+            cv2.circle(out, (round(x), round(y)), thick, (0, 255, 255), -1, cv2.LINE_AA)
+
+
+def draw_faces(rgb: np.ndarray, faces: list[Any], regions: bool = False,
+               landmarks: bool = False) -> np.ndarray:
+    """Draw on a photo, for each analysed face (utils.inference.FaceResult), its number (when
+    there are several) and, on request, its region outlines and 68 landmarks."""
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(max(h, w) / 700))
+    for f in faces:
+        _marks(out, f, lambda p, f=f: f.alignment.to_photo(p, f.frame), thick, regions,
+               landmarks)
+        if f.box is not None and len(faces) > 1:
+            scale = max(0.5, f.alignment.side / 500)
+            org = (max(0, f.box[0]), max(int(20 * scale), f.box[1] - 4))
+            for colour, t in (((0, 0, 0), thick + 2), ((255, 255, 255), thick)):
+                cv2.putText(out, str(f.index + 1), org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                            t, cv2.LINE_AA)
+    return out
+
+
+def draw_aligned(face: Any, regions: bool = False, landmarks: bool = False) -> np.ndarray:
+    """One face in its aligned frame with its wrinkles (and outlines), as the model saw it."""
+    out = overlay(face.aligned, face.mask)
+    _marks(out, face, lambda p: np.asarray(p, dtype=np.float64), 1, regions, landmarks)
+    return out
+
+
+def with_colour_scale(image: np.ndarray) -> np.ndarray:
+    """The heatmap with its colour scale (0 to 1, the inferno map) drawn as a bar on the right."""
+    h, w = image.shape[:2]
+    bar_w = max(12, w // 40)
+    pad = max(4, bar_w // 2)
+    text_w = max(28, bar_w * 2)
+    panel = np.full((h, bar_w + 2 * pad + text_w, 3), 255, np.uint8)
+    top, bottom = pad * 3, h - pad * 3
+    ramp = np.linspace(1, 0, max(2, bottom - top))
+    colours = cv2.applyColorMap((ramp * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)
+    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
+    panel[top:bottom, pad:pad + bar_w] = colours
+    font = max(0.3, h / 1600)
+    for value, y in ((1.0, top), (0.5, (top + bottom) // 2), (0.0, bottom)):
+        cv2.putText(panel, f"{value:.1f}", (pad + bar_w + 3, y + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                    font, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.hstack([image, panel])
