@@ -112,19 +112,11 @@ def main() -> int:
         results[f"official_unet_{size}"] = r | {"weights": "random (published layout)"}
         print(f"official_unet_{size}: {r}", flush=True)
 
-    pred = WrinklePredictor.default(precision="fp32")
-    if pred.is_baseline:
-        from utils.checkpoints import build_model_from_recipe
+    from utils.checkpoints import load_checkpoint, model_from_checkpoint
 
-        model = build_model_from_recipe({"name": "unet", "n_channels": 3, "n_classes": 1,
-                                         "base_channels": 32, "bilinear": True}).eval()
-        recipe, thr, weights = {"normalize": "symmetric", "texture": False}, 0.5, "random"
-    else:
-        from utils.checkpoints import load_checkpoint, model_from_checkpoint
-
-        ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
-        model = model_from_checkpoint(ckpt)
-        recipe, thr, weights = ckpt["preprocess"], ckpt["threshold"], DEFAULT_CHECKPOINT.name
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    model = model_from_checkpoint(ckpt)
+    recipe, thr, weights = ckpt["preprocess"], ckpt["threshold"], DEFAULT_CHECKPOINT.name
     for size in sorted({256, *args.sizes}):
         r = compare(model, recipe, size, images, thr, args.repeats)
         results[f"default_{size}"] = r | {"weights": weights}
@@ -133,11 +125,28 @@ def main() -> int:
     try:
         from app import run_prediction
 
-        fast = WrinklePredictor.default()
+        fast = WrinklePredictor()
         t, _ = timed(lambda: run_prediction(fast, images[0], fast.threshold), args.repeats)
         results["app_request"] = {"seconds": round(t, 4), "model": fast.description,
                                   "input": f"{images[0].shape[1]}x{images[0].shape[0]} face"}
         print(f"app_request: {results['app_request']}", flush=True)
+        # A phone photo of 6000x6000 px from disk: decode, scaling for display, face finding,
+        # alignment, model, paste-back, overlay, heatmap and table.
+        import tempfile
+
+        import cv2
+
+        with tempfile.TemporaryDirectory() as tmp:
+            big = np.full((6000, 6000, 3), 120, np.uint8)
+            big[1000:5000, 1000:5000] = cv2.resize(images[0], (4000, 4000),
+                                                   interpolation=cv2.INTER_CUBIC)
+            path = Path(tmp) / "photo.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            t, _ = timed(lambda: run_prediction(fast, str(path), fast.threshold), args.repeats)
+        results["app_request_6000"] = {"seconds": round(t, 4), "model": fast.description,
+                                       "input": "6000x6000 JPEG file (a face 4000 px across)"}
+        print(f"app_request_6000: {results['app_request_6000']}", flush=True)
     except ImportError as exc:
         print(f"app_request: skipped ({exc})")
     results["machine"] = {"platform": platform.platform(), "threads": torch.get_num_threads(),

@@ -19,7 +19,6 @@ a side of the true one), F1 wild, F1 control and their ratio, per canvas; second
 from __future__ import annotations
 
 import argparse
-import inspect
 import platform
 import sys
 import time
@@ -33,6 +32,7 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.errors import UserError  # noqa: E402
 from utils.images import load_image  # noqa: E402
+from utils.inference import WrinklePredictor  # noqa: E402
 from utils.io import write_json  # noqa: E402
 from utils.masks import read_mask, resize_mask  # noqa: E402
 from utils.photos import CANVASES, make_photo  # noqa: E402
@@ -41,41 +41,12 @@ DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 SIZE = 256
 
 
-def _predictor(checkpoint: str | None) -> object:
-    from utils.inference import WrinklePredictor
-
-    params = inspect.signature(WrinklePredictor).parameters
-    kw = {"faces": "largest"} if "faces" in params else {}
-    if checkpoint:
-        return WrinklePredictor(checkpoint, **kw)
-    if hasattr(WrinklePredictor, "default"):  # the predictor before landmark alignment
-        return WrinklePredictor.default(**kw)
-    return WrinklePredictor(**kw)
-
-
-def _aligned_mask(predictor: object, face: np.ndarray) -> np.ndarray:
-    """The model's mask on the aligned face in its own frame (no face finding, no warping)."""
-    if hasattr(predictor, "predict_aligned"):
-        return predictor.predict_aligned(face).mask
-    saved = predictor.crop_mode
-    predictor.crop_mode = "never"
-    try:
-        return predictor.predict(face).mask
-    finally:
-        predictor.crop_mode = saved
-
-
 def _found(result: object, photo: object) -> tuple[bool, bool]:
-    """(a face was found, it is the annotated one), from the result of either predictor."""
-    faces = getattr(result, "faces", None)
-    if faces is not None:
-        if not faces or faces[0].alignment is None:
-            return False, False
-        true_quad = photo_quad(photo)
-        err = np.abs(faces[0].alignment.quad - true_quad).max() / photo.face_px
-        return True, bool(err < 0.1)
-    cropped = any("cropped to the face" in n for n in result.notes)
-    return cropped, cropped  # the old predictor kept no face geometry to check
+    """(a face was found, it is the annotated one: its square within a tenth of a side)."""
+    if not result.faces or result.faces[0].box is None:
+        return False, False
+    err = np.abs(result.faces[0].alignment.quad - photo_quad(photo)).max() / photo.face_px
+    return True, bool(err < 0.1)
 
 
 def photo_quad(photo: object) -> np.ndarray:
@@ -102,7 +73,7 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
     labelled = {m.stem for m in masks}
     backdrops = [p for p in sorted((data / "images256x256").glob("*.jpg"))
                  if p.stem not in labelled][:50] or [data / "images256x256" / f"{masks[0].stem}.jpg"]
-    predictor = _predictor(checkpoint)
+    predictor = WrinklePredictor(checkpoint, faces="largest")
     per = {c: {"photos": 0, "found": 0, "right_face": 0, "wild": np.zeros(3, np.int64),
                "control": np.zeros(3, np.int64), "seconds": []} for c in CANVASES}
     bar = tqdm(total=len(masks) * len(CANVASES), desc="wild photos", disable=not progress,
@@ -110,7 +81,7 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
     for i, mask_path in enumerate(masks):
         face = load_image(data / "images256x256" / f"{mask_path.stem}.jpg")
         truth = resize_mask(read_mask(mask_path), (SIZE, SIZE))
-        aligned = _aligned_mask(predictor, face)
+        aligned = predictor.predict_aligned(face).mask
         backdrop = load_image(backdrops[i % len(backdrops)])
         for j, canvas in enumerate(CANVASES):
             photo = make_photo(face, seed + 1000 * i + j, canvas, backdrop)
@@ -139,7 +110,7 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
                        "found_share": d["found"] / d["photos"], "right_face": d["right_face"],
                        "f1_wild": f1w, "f1_control": f1c, "ratio": f1w / f1c if f1c else 0.0,
                        "seconds_per_photo": float(np.median(d["seconds"]))}
-    return {"model": getattr(predictor, "description", "?"), "images": len(masks), "seed": seed,
+    return {"model": predictor.description, "images": len(masks), "seed": seed,
             "size": SIZE, "mask_rule": "manual masks max-pooled 1024 -> 256", "canvases": out,
             "python": platform.python_version(), "machine": platform.processor() or platform.machine()}
 

@@ -73,7 +73,7 @@ def baseline() -> tuple[Any, Any]:
     from app import build_demo
     from utils.inference import WrinklePredictor
 
-    predictor = WrinklePredictor(None, device="cpu")
+    predictor = WrinklePredictor(baseline=True, device="cpu")
     return predictor, build_demo(predictor)
 
 
@@ -93,31 +93,60 @@ def server(baseline: tuple[Any, Any]) -> Iterator[str]:
 @pytest.mark.parametrize("kind", ["baseline", "default"])
 def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     import app
-    from utils.inference import DEFAULT_CHECKPOINT, REGIONS, WrinklePredictor
+    from utils.inference import DEFAULT_CHECKPOINT, WrinklePredictor
+    from utils.regions import REGION_LABELS
 
     if kind == "default":
         if not DEFAULT_CHECKPOINT.is_file():
             pytest.skip(f"no bundled model at {DEFAULT_CHECKPOINT} (train one to test it)")
-        predictor = WrinklePredictor.default(device="cpu")
+        predictor = WrinklePredictor(device="cpu")
         demo = app.build_demo(predictor)
     else:
         predictor, demo = baseline
     rgb = face()
     overlay, heat, summary, table, state = handler_of(demo)(str(face_path()), predictor.threshold)
     mask = predictor.predict(rgb, predictor.threshold).mask
-    assert overlay.shape == heat.shape == rgb.shape and overlay.dtype == np.uint8
+    assert overlay.shape == rgb.shape and overlay.dtype == np.uint8
+    assert heat.shape[0] == rgb.shape[0] and heat.shape[1] > rgb.shape[1]  # + colour scale
     assert mask.any()
     assert (overlay[mask] != rgb[mask]).any(axis=1).all()  # every wrinkle pixel is drawn
     assert (overlay[~mask] == rgb[~mask]).all()
-    assert not (heat == rgb).all()
+    assert not (heat[:, :rgb.shape[1]] == rgb).all()
     assert list(table.columns) == app.TABLE_HEADERS
-    assert list(table["region"]) == [name for name, _ in REGIONS]
+    assert list(table["region"]) == ["whole face", *REGION_LABELS.values()]
+    assert set(table["face"]) == {1}
     assert "% of the face" in summary and f"threshold {predictor.threshold:.2f}" in summary
     assert state["rgb"].shape == rgb.shape
     assert (face_path()).is_file()  # a plain path (not an upload) is never deleted
     info = app.model_info(predictor)
-    assert predictor.description in info and "no face-parser weights" in info
+    assert "landmark face region" in info
     assert ("⚠ no trained wrinkle weights" in info) == predictor.is_baseline
+    if kind == "default":
+        assert "trained on 132 FFHQ faces" in info and "two human annotators" in info
+    # landmarks and region outlines on request
+    drawn = handler_of(demo)(str(face_path()), predictor.threshold, True)[0]
+    assert (drawn != overlay).any(axis=2).sum() > 500
+
+
+def test_no_face_says_so_in_the_headline(baseline: tuple[Any, Any]) -> None:
+    _, demo = baseline
+    wall = np.full((300, 400, 3), 140, np.uint8)
+    overlay, heat, summary, table, _ = handler_of(demo)(wall, 0.5)
+    assert summary.startswith("### No face found") and "% of the face" not in summary
+    assert heat is None and len(table) == 0 and (overlay == wall).all()
+
+
+def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> None:
+    from utils.images import load_image
+
+    _, demo = baseline
+    a, b = (load_image(IMAGES / f"{i}.jpg") for i in labelled_ids(2))
+    photo = np.full((420, 760, 3), 100, np.uint8)
+    photo[10:410, 10:410] = cv2.resize(a, (400, 400), interpolation=cv2.INTER_CUBIC)
+    photo[100:356, 460:716] = b
+    _, _, summary, table, _ = handler_of(demo)(photo, 0.5)
+    assert summary.startswith("### 2 faces") and "(face 2)" in summary
+    assert sorted(set(table["face"])) == [1, 2] and len(table) == 22
 
 
 # 2. bad and unusual inputs ----------------------------------------------------------------
@@ -133,7 +162,7 @@ def test_bad_inputs_are_clear_errors(baseline: tuple[Any, Any], tmp_path: Path,
     predict = handler_of(demo)
     with pytest.raises(gr.Error, match="no photo"):
         predict(None, 0.5)
-    with pytest.raises(gr.Error, match=r"1x1 px is too small \(at least 16 px"):
+    with pytest.raises(gr.Error, match=r"1x1 px is too small to analyse \(at least 16 px"):
         predict(np.zeros((1, 1, 3), np.uint8), 0.5)
     with pytest.raises(gr.Error, match="between 0 and 1"):
         predict(face(), 0.0)
@@ -158,17 +187,19 @@ def test_large_grey_rgba_and_16bit_inputs(baseline: tuple[Any, Any]) -> None:
     predictor, demo = baseline
     predict = handler_of(demo)
     rgb = face()
-    big = cv2.resize(rgb, (6000, 4000), interpolation=cv2.INTER_CUBIC)
+    big = np.full((4000, 6000, 3), 110, np.uint8)
+    big[500:3500, 1500:4500] = cv2.resize(rgb, (3000, 3000), interpolation=cv2.INTER_CUBIC)
     overlay, heat, summary, table, _ = predict(big, 0.5)
-    assert overlay.shape == heat.shape == (2731, 4096, 3)
-    assert "scaled down from 6000x4000 to 4096x2731" in summary
-    assert len(table) == 5
+    assert overlay.shape == (1365, 2048, 3) and heat.shape[0] == 1365
+    assert "scaled down from 6000x4000 to 2048x1365" in summary
+    assert len(table) == 11
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
     deep = rgb.astype(np.uint16) * 257
     for arr in (grey, rgba, deep, grey[:, :, None]):
         overlay, heat, *_ = predict(arr, 0.5)
-        assert overlay.shape == heat.shape == (*rgb.shape[:2], 3) and overlay.dtype == np.uint8
+        assert overlay.shape == (*rgb.shape[:2], 3) and overlay.dtype == np.uint8
+        assert heat.shape[0] == rgb.shape[0]
     mask = predictor.predict(rgb, 0.5).mask
     assert (predict(rgba, 0.5)[0][~mask] == rgb[~mask]).all()  # alpha dropped, colours kept
     assert (predict(deep, 0.5)[0][~mask] == rgb[~mask]).all()  # 16-bit scaled to 8-bit
@@ -190,11 +221,11 @@ def test_uploads_are_deleted_once_read_and_rethresholding_reuses_the_photo(
     assert not upload.exists() and not folder.exists()
     assert str(upload) not in demo.upload_file_set
     # The slider re-runs with the same payload: the session's decoded copy is used.
-    again = predict(payload, 0.6, first[4])
+    again = predict(payload, 0.6, photo=first[4])
     assert "threshold 0.60" in again[2]
     assert (again[0] != face()).any(axis=2).sum() < (first[0] != face()).any(axis=2).sum()
     with pytest.raises(gr.Error, match="upload it again"):
-        predict(payload, 0.6, None)  # another session cannot read it any more
+        predict(payload, 0.6, photo=None)  # another session cannot read it any more
     # A non-image upload is deleted too.
     folder.mkdir()
     junk = folder / "junk.png"
@@ -222,10 +253,11 @@ def test_server_api_errors_and_keeps_serving(server: str, tmp_path: Path) -> Non
                                                    api_name="/predict")
     for path in (overlay, heat):
         img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        assert Path(path).suffix == ".png" and img.shape == (256, 256, 3)
+        assert Path(path).suffix == ".png" and img.shape[0] == 256 and img.shape[2] == 3
+    assert cv2.imread(overlay).shape == (256, 256, 3)
     assert "% of the face" in summary and "threshold 0.30" in summary
-    assert [row[0] for row in table["data"]] == ["between the brows", "forehead",
-                                                 "around the eyes", "nasolabial folds", "cheeks"]
+    assert [row[1] for row in table["data"]][:4] == ["whole face", "between the brows",
+                                                     "forehead", "crow's feet (right)"]
     text = tmp_path / "notes.txt"
     text.write_text("this is not a photo")
     with pytest.raises(AppError, match="not an image"):
@@ -236,7 +268,8 @@ def test_server_api_errors_and_keeps_serving(server: str, tmp_path: Path) -> Non
     import httpx
 
     raw = {"path": str(face_path())}  # no FileData marker, so gradio does not check the path
-    event = httpx.post(f"{server}gradio_api/call/predict", json={"data": [raw, 0.5]}).json()
+    event = httpx.post(f"{server}gradio_api/call/predict",
+                       json={"data": [raw, 0.5, False]}).json()
     reply = httpx.get(f"{server}gradio_api/call/predict/{event['event_id']}", timeout=30).text
     assert "event: error" in reply and "must be uploaded" in reply
     # Neither upload is left in gradio's cache, a private folder of the demo's own.
@@ -273,7 +306,7 @@ def test_browser_upload_shows_the_overlay(server: str, tmp_path: Path) -> None:
         try:
             page = browser.new_page()
             page.goto(server)
-            assert "no face-parser weights" in page.inner_text("#model-info")
+            assert "landmark face region" in page.inner_text("#model-info")
             page.set_input_files("#photo input[type=file]", str(face_path()))
             page.wait_for_selector("#overlay img[src]", timeout=30_000)
             page.wait_for_function(
@@ -282,7 +315,7 @@ def test_browser_upload_shows_the_overlay(server: str, tmp_path: Path) -> None:
             assert "/gradio_api/file=" in page.get_attribute("#overlay img", "src")
             assert page.locator("#heatmap img").count() == 1
             assert "threshold 0.25" in page.inner_text("#summary")
-            assert "around the eyes" in page.inner_text("#regions")
+            assert "crow's feet (right)" in page.inner_text("#regions")
             # A new threshold re-runs on the photo the session kept (its upload is gone by now).
             box = page.locator("#threshold input[type=number]")
             box.fill("0.5")

@@ -28,15 +28,7 @@ if not MASKS.is_dir() or not IMAGES.is_dir():
 from face_masking import mask_face_images  # noqa: E402
 from make_weak_labels import make_weak_labels  # noqa: E402
 from png_parsing import collect_face_images  # noqa: E402
-from utils.face_region import (  # noqa: E402
-    crop_face,
-    crop_frame,
-    face_region,
-    frame_error,
-    haar_available,
-)
 from utils.images import load_image  # noqa: E402
-from utils.masks import read_mask, resize_mask  # noqa: E402
 from utils.texture import texture_map, texture_params  # noqa: E402
 
 IDS = sorted(p.stem for p in MASKS.glob("*.png"))[:4]
@@ -342,92 +334,6 @@ def test_shell_scripts_pass_bash_n_and_shellcheck() -> None:
             res = subprocess.run(["shellcheck", str(REPO / script)], capture_output=True,
                                  text=True)
             assert res.returncode == 0, res.stdout
-
-
-# ---------------------------------------------------------------- face regions and crops
-
-
-def test_fallback_face_region_covers_real_wrinkles() -> None:
-    inside = total = 0
-    for i in sorted(p.stem for p in MASKS.glob("*.png"))[:6]:
-        rgb = load_image(IMAGES / f"{i}.jpg")
-        region = face_region(rgb, use_default_parser=False)
-        assert region.source in ("haar", "template") and region.notes
-        assert region.mask.shape == (256, 256) and 0.2 < region.mask.mean() < 0.6
-        wrinkles = resize_mask(read_mask(MASKS / f"{i}.png"), (256, 256))
-        inside += int((wrinkles & region.mask).sum())
-        total += int(wrinkles.sum())
-    assert inside / total > 0.9
-
-
-class StubParser:
-    """Stands in for FaceParser: FFHQ-placed eyes, lips and skin inside a known square."""
-
-    description = "stub parser"
-
-    def __init__(self, x0: int, y0: int, side: int) -> None:
-        self.x0, self.y0, self.side = x0, y0, side
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        out = np.zeros(rgb.shape[:2], np.uint8)
-        lab = cv2.resize(synthetic_labels(), (self.side, self.side),
-                         interpolation=cv2.INTER_NEAREST)
-        out[self.y0:self.y0 + self.side, self.x0:self.x0 + self.side] = lab
-        return out
-
-
-def _canvas(i: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """A real FFHQ face (256 px, an FFHQ frame) pasted into a larger grey photo."""
-    canvas = np.full((520, 760, 3), 118, np.uint8)
-    canvas[180:436, 400:656] = load_image(IMAGES / f"{i}.jpg")
-    return canvas, (400, 180, 256)
-
-
-def test_crop_face_from_parser_labels_and_paste_back() -> None:
-    canvas, (x0, y0, side) = _canvas(IDS[0])
-    crop = crop_face(canvas, size=128, parser=StubParser(x0, y0, side))  # type: ignore[arg-type]
-    assert crop.found and crop.source == "bisenet" and crop.image.shape == (128, 128, 3)
-    t = crop.transform
-    assert frame_error((t.x0, t.y0, t.side), (x0, y0, side)) < 0.05
-    marker = np.zeros((128, 128), bool)
-    marker[60:68, 60:68] = True  # the crop's centre
-    back = t.paste_back(marker, canvas.shape)
-    ys, xs = np.nonzero(back)
-    assert back.shape == canvas.shape[:2]
-    assert abs(xs.mean() - (x0 + side / 2)) < 6 and abs(ys.mean() - (y0 + side / 2)) < 6
-    np.testing.assert_allclose(t.to_photo(t.to_crop(np.array([[450.0, 300.0]]))), [[450, 300]])
-
-
-def test_crop_frame_round_trips_at_native_size() -> None:
-    canvas, (x0, y0, side) = _canvas(IDS[1])
-    crop = crop_frame(canvas, (x0 - 30, y0 - 20, side + 60))
-    t = crop.transform
-    assert crop.image.shape == (t.side, t.side, 3) and t.scale == 1
-    back = t.paste_back(crop.image[:, :, 0], canvas.shape)
-    np.testing.assert_array_equal(back[t.y0:t.y0 + t.side, t.x0:t.x0 + t.side],
-                                  canvas[t.y0:t.y0 + t.side, t.x0:t.x0 + t.side, 0])
-    # A frame past the photo's edge is padded, and pasting back clips to the photo.
-    edge = crop_frame(canvas, (-50.0, -50.0, 200.0), size=100)
-    assert edge.found and edge.image.shape == (100, 100, 3) and edge.notes
-    assert edge.transform.paste_back(np.ones((100, 100), bool), canvas.shape).sum() == 150 * 150
-
-
-@pytest.mark.skipif(not haar_available(), reason="this OpenCV ships no Haar cascades "
-                    "(OpenCV 5); the parser-based crop is tested above")
-def test_crop_face_with_haar_finds_a_padded_real_face() -> None:
-    canvas, truth = _canvas(IDS[0])
-    crop = crop_face(canvas, size=256, use_default_parser=False)
-    assert crop.found and crop.source == "haar"
-    t = crop.transform
-    assert frame_error((t.x0, t.y0, t.side), truth) < 0.2
-
-
-def test_no_face_is_a_clear_result() -> None:
-    grey = np.full((300, 400, 3), 128, np.uint8)
-    crop = crop_face(grey, use_default_parser=False)
-    assert not crop.found and crop.image is None and "no face found" in crop.notes
-    region = face_region(grey, use_default_parser=False)
-    assert region.source == "none" and region.mask.all() and "whole image" in region.notes[-1]
 
 
 # ---------------------------------------------------------------- command lines

@@ -8,6 +8,7 @@ import io
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,9 @@ from tests.conftest import IMAGES, REPO, labelled_ids, needs_data
 from utils.checkpoints import load_checkpoint
 from utils.errors import UserError
 from utils.images import load_image
-from utils.inference import WrinklePredictor, load_any_checkpoint, save_safetensors
+from utils.inference import NoFaceError, WrinklePredictor, load_any_checkpoint, save_safetensors
+from utils.masks import resize_mask
+from utils.regions import REGION_NAMES
 
 pytestmark = needs_data
 MANIFESTS = REPO.parent / "shared" / "compat" / "state_dict_manifests.json"
@@ -98,7 +101,7 @@ def test_published_models_predict_at_the_photos_size(tmp_path, face, key, size):
     res = predictor.predict(photo)
     assert res.probs.shape == res.mask.shape == photo.shape[:2]
     assert res.probs.dtype == np.float32 and 0 <= res.probs.min() <= res.probs.max() <= 1
-    assert len(res.stats["regions"]) == 5
+    assert len(res.faces) == 1 and len(res.stats["regions"]) == len(REGION_NAMES)
 
 
 def test_own_checkpoint_and_its_safetensors_copy_predict_the_same(trained_run, tmp_path, face):
@@ -123,8 +126,18 @@ def test_bf16_fast_path_agrees_with_fp32_on_real_faces(trained_run):
     assert min(agree) >= 0.995, agree
 
 
+def test_no_argument_is_the_bundled_model_and_the_baseline_only_when_asked(face):
+    from utils.inference import DEFAULT_CHECKPOINT
+
+    bundled = WrinklePredictor()
+    assert bundled.checkpoint == DEFAULT_CHECKPOINT and not bundled.is_baseline
+    assert bundled.loaded.kind == "ours" and "trained on" in bundled.loaded.about
+    with pytest.raises(ValueError, match="exclude"):
+        WrinklePredictor(DEFAULT_CHECKPOINT, baseline=True)
+
+
 def test_texture_baseline_runs_without_weights(face):
-    p = WrinklePredictor(None)
+    p = WrinklePredictor(baseline=True)
     assert p.is_baseline and "baseline" in p.description
     res = p.predict(face)
     assert res.mask.shape == face.shape[:2] and 0 < res.mask.mean() < 0.5
@@ -208,17 +221,103 @@ def test_odd_images_and_predict_script(trained_run, tmp_path, face, capsys):
         assert int(r["wrinkle_px"]) <= int((mask > 0).sum())
 
 
-def test_photo_that_is_not_aligned_is_cropped_to_the_face_and_mapped_back(trained_run, face):
+def test_a_face_in_a_larger_photo_is_aligned_and_mapped_back(trained_run, face):
     canvas = np.full((600, 900, 3), 120, np.uint8)
     canvas[200:456, 500:756] = face
     p = WrinklePredictor(trained_run / "best.pth", precision="fp32")
     res = p.predict(canvas)
-    assert res.mask.shape == res.probs.shape == (600, 900)
-    assert any(n.startswith("cropped to the face") for n in res.notes), res.notes
+    assert res.mask.shape == res.probs.shape == (600, 900) and len(res.faces) == 1
+    f = res.faces[0]
+    # the face's FFHQ square is where the FFHQ image was pasted
+    square = np.array([[500, 200], [500, 456], [756, 456], [756, 200]], dtype=np.float64)
+    assert np.linalg.norm(f.alignment.quad - square, axis=1).mean() < 4
+    assert f.box is not None and f.score is not None and f.landmarks.shape == (68, 2)
     outside = np.ones((600, 900), bool)
-    outside[150:520, 450:820] = False  # the crop lies around the pasted face
+    outside[190:466, 490:766] = False
     assert not res.mask[outside].any() and res.mask[200:456, 500:756].any()
     assert res.face is not None and res.face[200:456, 500:756].mean() > 0.2
-    with pytest.raises(UserError, match="no face"):
-        WrinklePredictor(trained_run / "best.pth", no_face="skip").predict(
-            np.full((300, 500, 3), 128, np.uint8))
+    # the same face as the model sees it directly: the masks agree where both look
+    direct = resize_mask(p.predict_aligned(face).mask, (256, 256))  # the model's 64 px frame
+    inner = res.mask[200:456, 500:756]
+    assert 2 * (inner & direct).sum() / (inner.sum() + direct.sum()) > 0.6
+
+
+def test_no_face_small_face_and_tiny_image(face):
+    p = WrinklePredictor(precision="fp32")
+    grey = np.full((300, 500, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="no face found"):
+        p.predict(grey)
+    whole = WrinklePredictor(no_face="whole").predict(grey)
+    assert len(whole.faces) == 1 and whole.faces[0].box is None and not whole.faces[0].regions
+    assert any("whole image was analysed" in n for n in whole.notes)
+    with pytest.raises(UserError, match=r"too small to analyse"):
+        p.predict(np.full((12, 40, 3), 128, np.uint8))
+    with pytest.raises(NoFaceError, match=r"only 60x60 px"):
+        p.predict(np.full((60, 60, 3), 128, np.uint8))
+    small = np.full((300, 300, 3), 120, np.uint8)
+    small[80:208, 80:208] = cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA)
+    res = p.predict(small)
+    assert len(res.faces) == 1
+    assert any("smaller than the model's" in n for n in res.notes), res.notes
+
+
+def test_every_face_is_analysed_and_written_as_a_row(tmp_path, face):
+    from utils.prediction import predict_files
+
+    other = load_image(IMAGES / f"{labelled_ids(2)[1]}.jpg")
+    photo = np.full((420, 760, 3), 100, np.uint8)
+    photo[10:410, 10:410] = cv2.resize(face, (400, 400), interpolation=cv2.INTER_CUBIC)
+    photo[100:356, 460:716] = other
+    src = tmp_path / "group.png"
+    Image.fromarray(photo).save(src)
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(tmp_path / "wall.png")
+    p = WrinklePredictor(precision="fp32")
+    res = predict_files(p, [str(src), str(tmp_path / "wall.png")], tmp_path / "out",
+                        progress=False, regions=True, landmarks=True, aligned=True)
+    assert res["predicted"] == 1 and res["faces"] == 2
+    assert res["failed"] == [(str(tmp_path / "wall.png"), "no face found")]
+    rows = list(csv.DictReader((tmp_path / "out" / "wrinkles.csv").open()))
+    assert [r["face"] for r in rows] == ["0", "1"] and {r["file"] for r in rows} == {str(src)}
+    assert int(rows[0]["box_x1"]) <= 420 < int(rows[1]["box_x0"])
+    assert float(rows[0]["face_side_px"]) > float(rows[1]["face_side_px"])
+    for r in rows:
+        assert r["frame_px"] == "256" and float(r["detector_score"]) > 0
+        assert 0 < int(r["face_px"]) < 256 * 256
+        for name in REGION_NAMES:
+            assert 0 <= float(r[f"{name}_share"]) <= 1 and int(r[f"{name}_lines"]) >= 0
+    out = tmp_path / "out"
+    assert (out / "group_face0.png").is_file() and (out / "group_face1.png").is_file()
+    overlay = np.asarray(Image.open(out / "group_overlay.png"))
+    assert overlay.shape == photo.shape and not (overlay == photo).all()
+    largest = WrinklePredictor(faces="largest").predict(photo)
+    assert len(largest.faces) == 1 and any("2 faces found" in n for n in largest.notes)
+
+
+class LabelsParser:
+    """Face-parser labels for an aligned face, drawn from its landmarks (the BiSeNet weights
+    are not available here): skin = the landmark region with a band cut off its bottom."""
+
+    description = "labels parser"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from utils.faces import detect_faces
+        from utils.regions import landmark_face_region
+
+        self.calls.append(rgb.shape[:2])
+        f = detect_faces(rgb)[0]
+        skin = landmark_face_region(f.landmarks, rgb.shape[:2])
+        skin[int(rgb.shape[0] * 0.8):] = False
+        return skin.astype(np.uint8)  # label 1 = skin
+
+
+def test_the_face_parser_gives_the_face_region_when_present(face):
+    parser = LabelsParser()
+    p = WrinklePredictor(parser=parser)
+    assert p.face_description == "labels parser" and not p.face_fallback
+    res = p.predict(face)
+    assert parser.calls == [(256, 256)]  # run once, on the aligned face
+    region = res.faces[0].face
+    assert region.any() and not region[int(256 * 0.8):].any()

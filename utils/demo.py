@@ -222,7 +222,8 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     try:
         result = predictor.predict(rgb, thr)
     except NoFaceError as exc:
-        notes = extra + [str(exc)]
+        why = str(exc)  # the headline says "no face found"; keep what it adds (a tiny image)
+        notes = [*extra, why] if why != "no face found" else extra
         return rgb, None, _summary([], thr, notes), _table([]), state
     if result.mask.shape != rgb.shape[:2]:  # the predictor scaled the photo down
         rgb = resize_image(rgb, result.mask.shape)
@@ -325,8 +326,8 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
         def forget(path: str) -> None:
             _forget_upload(demo, path)
 
-        def predict(image: Any, threshold: Any, photo: dict[str, Any] | None = None,
-                    draw: bool = False) -> Outputs:
+        def predict(image: Any, threshold: Any, draw: bool = False,
+                    photo: dict[str, Any] | None = None) -> Outputs:
             """Find wrinkles in one photo: the `/predict` API endpoint and the button."""
             try:
                 if isinstance(image, dict) and image.get("path"):
@@ -335,17 +336,17 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
-        def refresh(image: Any, threshold: Any, photo: dict[str, Any] | None = None,
-                    draw: bool = False) -> Outputs:
+        def refresh(image: Any, threshold: Any, draw: bool = False,
+                    photo: dict[str, Any] | None = None) -> Outputs:
             """The same, for automatic re-runs: a cleared photo just clears the results."""
             if image is None:
                 return None, None, "", None, None
-            return predict(image, threshold, photo, draw)
+            return predict(image, threshold, draw, photo)
 
         def clear() -> tuple[None, None, str, None]:
             return None, None, "", None
 
-        inputs = [photo_in, threshold, photo_state, marks]
+        inputs = [photo_in, threshold, marks, photo_state]
         outputs = [overlay_out, heatmap_out, summary, table, photo_state]
         common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
         run.click(predict, inputs, outputs, api_name="predict", **common)

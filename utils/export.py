@@ -58,13 +58,14 @@ def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     from utils.images import load_image
     from utils.inference import WrinklePredictor
 
-    pa = WrinklePredictor(a, precision="fp32", face="none", crop="never")
-    pb = WrinklePredictor(b, precision="fp32", face="none", crop="never")
+    pa = WrinklePredictor(a, precision="fp32", face_region="none")
+    pb = WrinklePredictor(b, precision="fp32", face_region="none")
     worst = 1.0
-    for path in images:
+    for path in images:  # aligned faces: the model on the image itself, as it was trained
         img = load_image(path)
         thr = pa.threshold
-        worst = min(worst, float((pa.predict(img, thr).mask == pb.predict(img, thr).mask).mean()))
+        ma, mb = pa.predict_aligned(img, thr).mask, pb.predict_aligned(img, thr).mask
+        worst = min(worst, float((ma == mb).mean()))
     return worst
 
 
