@@ -149,6 +149,27 @@ def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> N
     assert sorted(set(table["face"])) == [1, 2] and len(table) == 22
 
 
+def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> None:
+    import gradio as gr
+
+    from utils.photos import make_photo
+
+    _, demo = baseline
+    compare = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
+    rgb = face()
+    before = make_photo(rgb, 1, "square").rgb
+    after = make_photo(rgb, 2, "4:3").rgb
+    pair, diff, summary, table = compare(before, after, 0.5)
+    assert pair.shape[1] > 2 * 256 and diff.shape[0] > 256
+    assert "noise band" in summary and "after vs before" in summary
+    assert list(table["region"])[0] == "whole face" and len(table) == 11
+    assert set(table["verdict"]) <= {"within measurement noise", "decrease", "increase"}
+    with pytest.raises(gr.Error, match="after: no face found"):
+        compare(before, np.full((200, 300, 3), 90, np.uint8), 0.5)
+    with pytest.raises(gr.Error, match="no before photo"):
+        compare(None, after, 0.5)
+
+
 # 2. bad and unusual inputs ----------------------------------------------------------------
 
 

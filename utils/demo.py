@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = [REPO / "examples" / f"{i}.jpg" for i in ("00264", "00406", "00541")]
 TABLE_HEADERS = ["face", "region", "share %", "wrinkle px", "lines", "length px"]
+COMPARE_HEADERS = ["region", "before %", "after %", "change (points)", "noise band (points)",
+                   "verdict"]
 # The app shows photos at most this large: every face keeps its full detail for the model up to
 # this size, and the pictures sent to the browser stay quick to encode (a 6000 px photo would
 # take seconds per PNG).
@@ -212,12 +214,7 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
         if forget is not None:  # the same content uploaded again lands at the same path
             forget(key)
     else:
-        rgb, extra = read_input(image, forget), []
-        h, w = rgb.shape[:2]
-        if max(h, w) > DISPLAY_SIDE:
-            s = DISPLAY_SIDE / max(h, w)
-            rgb = resize_image(rgb, (max(1, round(h * s)), max(1, round(w * s))))
-            extra.append(f"scaled down from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]}")
+        rgb, extra = _display_copy(read_input(image, forget))
     state = {"key": key, "rgb": rgb, "notes": extra}
     try:
         result = predictor.predict(rgb, thr)
@@ -231,6 +228,48 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     shown = draw_faces(overlay(rgb, result.mask), result.faces, regions=marks, landmarks=marks)
     heat = with_colour_scale(heatmap(rgb, result.probs))
     return shown, heat, _summary(result.faces, thr, notes), _table(result.faces), state
+
+
+def _display_copy(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The photo at most DISPLAY_SIDE px (see there), with a note when it was scaled."""
+    from utils.images import resize_image
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= DISPLAY_SIDE:
+        return rgb, []
+    s = DISPLAY_SIDE / max(h, w)
+    small = resize_image(rgb, (max(1, round(h * s)), max(1, round(w * s))))
+    return small, [f"scaled down from {w}x{h} to {small.shape[1]}x{small.shape[0]}"]
+
+
+def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, threshold: Any,
+                   forget: Callable[[str], None] | None = None) -> tuple[Any, Any, str, Any]:
+    """The Compare tab: two photos of one person, their aligned faces side by side, the
+    difference picture, the summary with the noise band, and the table per region."""
+    import pandas as pd
+
+    from utils.compare import compare_photos, difference_picture, side_by_side, summary_text
+    from utils.regions import REGION_LABELS
+
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number, got {threshold!r}") from None
+    photos = []
+    for name, image in (("before", before), ("after", after)):
+        if image is None:
+            raise UserError(f"no {name} photo: upload one or take one with the webcam")
+        photos.append((name, _display_copy(read_input(image, forget))[0]))
+    comp = compare_photos(predictor, photos, threshold=thr)
+    rows = []
+    for region in ("face", *REGION_LABELS):
+        a, b = comp.row(region, 0), comp.row(region, 1)
+        rows.append([REGION_LABELS.get(region, "whole face"), round(100 * a["share"], 2),
+                     round(100 * b["share"], 2), round(100 * b["change_share"], 2),
+                     round(100 * b["noise_band"], 2), b["verdict"]])
+    text = summary_text(comp).replace("\n  ", "\n- ").replace("\n", "\n\n")
+    return (side_by_side(comp), difference_picture(comp), text,
+            pd.DataFrame(rows, columns=COMPARE_HEADERS))
 
 
 F1_NOTE = ("F1 measures how well the predicted wrinkle pixels overlap an annotator's lines "
@@ -297,31 +336,52 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                     "in memory and deleted from the server once read.")
         gr.Markdown(model_info(predictor), elem_id="model-info")
         photo_state = gr.State(None, time_to_live=STATE_SECONDS)
-        with gr.Row():
-            with gr.Column():
-                photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
-                                    image_mode=None, label="Face photo", elem_id="photo")
-                threshold = gr.Slider(0.05, 0.95, value=round(predictor.threshold, 2), step=0.01,
-                                      label="Threshold (lower finds more wrinkles)",
-                                      elem_id="threshold")
-                marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
-                                    elem_id="marks")
-                run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
-                if all(p.is_file() for p in EXAMPLES):
-                    gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
-                                cache_examples=False, label="Example faces (FFHQ, see examples/)")
-            with gr.Column():
-                # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
-                overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
-                                       buttons=["download", "fullscreen"], elem_id="overlay")
-                heatmap_out = gr.Image(label="Wrinkle probability (scale on the right)", format="png",
-                                       interactive=False, buttons=["download", "fullscreen"],
-                                       elem_id="heatmap")
-        summary = gr.Markdown(elem_id="summary")
-        table = gr.Dataframe(headers=TABLE_HEADERS,
-                             datatype=["number", "str", "number", "number", "number", "number"],
-                             interactive=False, label="Per face and region (aligned-frame "
-                             "pixels; left and right are the person's own)", elem_id="regions")
+        with gr.Tab("Find wrinkles"):
+            with gr.Row():
+                with gr.Column():
+                    photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                        image_mode=None, label="Face photo", elem_id="photo")
+                    threshold = gr.Slider(0.05, 0.95, value=round(predictor.threshold, 2), step=0.01,
+                                          label="Threshold (lower finds more wrinkles)",
+                                          elem_id="threshold")
+                    marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
+                                        elem_id="marks")
+                    run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
+                    if all(p.is_file() for p in EXAMPLES):
+                        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
+                                    cache_examples=False, label="Example faces (FFHQ, see examples/)")
+                with gr.Column():
+                    # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
+                    overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
+                                           buttons=["download", "fullscreen"], elem_id="overlay")
+                    heatmap_out = gr.Image(label="Wrinkle probability (scale on the right)", format="png",
+                                           interactive=False, buttons=["download", "fullscreen"],
+                                           elem_id="heatmap")
+            summary = gr.Markdown(elem_id="summary")
+            table = gr.Dataframe(headers=TABLE_HEADERS,
+                                 datatype=["number", "str", "number", "number", "number", "number"],
+                                 interactive=False, label="Per face and region (aligned-frame "
+                                 "pixels; left and right are the person's own)", elem_id="regions")
+        with gr.Tab("Compare"):
+            gr.Markdown("Two photos of one person (before and after): each face is aligned into "
+                        "the same FFHQ frame and compared region by region. A change counts only "
+                        "beyond the noise band: what this method measures between two photos of "
+                        "the same unchanged face.")
+            with gr.Row():
+                before_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                     image_mode=None, label="Before", elem_id="before")
+                after_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                    image_mode=None, label="After", elem_id="after")
+            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
+            with gr.Row():
+                pair_out = gr.Image(label="Aligned faces with their wrinkles", format="png",
+                                    interactive=False, elem_id="pair")
+                diff_out = gr.Image(label="Difference", format="png", interactive=False,
+                                    elem_id="difference")
+            compare_summary = gr.Markdown(elem_id="compare-summary")
+            compare_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
+                                         label="Per region (share: % of the region's pixels)",
+                                         elem_id="compare-table")
 
         def forget(path: str) -> None:
             _forget_upload(demo, path)
@@ -349,6 +409,20 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
         inputs = [photo_in, threshold, marks, photo_state]
         outputs = [overlay_out, heatmap_out, summary, table, photo_state]
         common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
+
+        def compare(before: Any, after: Any, threshold: Any) -> tuple[Any, Any, str, Any]:
+            """Compare two photos: the `/compare` API endpoint and the button."""
+            try:
+                for image in (before, after):
+                    if isinstance(image, dict) and image.get("path"):
+                        _check_in_cache(image["path"])
+                return run_comparison(predictor, before, after, threshold, forget)
+            except UserError as exc:
+                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
+
+        compare_btn.click(compare, [before_in, after_in, threshold],
+                          [pair_out, diff_out, compare_summary, compare_table],
+                          api_name="compare", **common)
         run.click(predict, inputs, outputs, api_name="predict", **common)
         photo_in.change(clear, None, outputs[:4], queue=False, api_visibility="private").then(
             refresh, inputs, outputs, api_visibility="private", **common)

@@ -1,0 +1,273 @@
+"""Before and after: how a person's wrinkles changed between photos, region by region.
+
+Each photo goes the predictor's way (utils/inference.py: the face found, aligned as FFHQ was,
+predicted, measured in its aligned frame), so every photo's face lands in the same FFHQ frame and
+its regions follow its own landmarks. For each region (and the whole face) the comparison gives
+the wrinkle share (wrinkle pixels over region pixels), line count and line length per photo, and
+the change from the first photo.
+
+A change is reported as a change only when it is larger than what the method measures between
+two photos of the same unchanged face (pose, scale, exposure): the noise band, per region, measured
+by bench/bench_compare.py and stored in docs/compare_noise.json. Inside the band it is "within
+measurement noise".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from utils.errors import UserError
+from utils.inference import FaceResult, NoFaceError, WrinklePredictor
+from utils.regions import REGION_LABELS, REGION_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE_FILE = REPO / "docs" / "compare_noise.json"
+REGIONS = ("face", *REGION_NAMES)
+CSV_FIELDS = ["region", "photo", "share", "lines", "length_px", "change_share", "change_lines",
+              "change_length_px", "noise_band", "verdict"]
+# the difference picture: wrinkles only in the first photo, only in the later one, in both
+ONLY_FIRST = (0, 190, 255)
+ONLY_LATER = (255, 40, 200)
+BOTH = (255, 230, 0)
+
+
+@dataclass
+class Comparison:
+    """Faces of several photos of one person, compared with the first."""
+
+    names: list[str]
+    faces: list[FaceResult]
+    rows: list[dict[str, Any]]
+    noise: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    identity_distance: list[float] = field(default_factory=list)
+
+    def row(self, region: str, photo: int) -> dict[str, Any]:
+        return next(r for r in self.rows
+                    if r["region"] == region and r["photo"] == self.names[photo])
+
+
+def load_noise(path: Path = NOISE_FILE) -> dict[str, Any]:
+    """The noise band (per region, the 95th percentile of |change of share| between two photos
+    of the same face) and the same-person threshold, as bench/bench_compare.py measured them."""
+    if not path.is_file():
+        raise UserError(f"{path}: the noise band file is missing (run python "
+                        "bench/bench_compare.py --write-noise to measure it)")
+    return json.loads(path.read_text())
+
+
+def region_values(face: FaceResult) -> dict[str, tuple[float, int, int]]:
+    """(share, lines, length_px) per region, "face" for the whole face."""
+    st = face.stats
+    out = {"face": (st["wrinkle_share"], st["lines"], st["length_px"])}
+    for r in st["regions"]:
+        out[r["region"]] = (r["share"], r["lines"], r["length_px"])
+    return out
+
+
+def shape_distance(a: FaceResult, b: FaceResult) -> float:
+    """How different two faces' landmark geometry is: the mean distance of their 68 points,
+    in units of the frame side, after the best similarity fit (so pose does not count)."""
+    pa, pb = a.aligned_landmarks / a.frame, b.aligned_landmarks / b.frame
+    pa = pa - pa.mean(axis=0)
+    pb = pb - pb.mean(axis=0)
+    # the similarity that best maps b onto a (orthogonal Procrustes with scale)
+    u, s, vt = np.linalg.svd(pb.T @ pa)
+    rot = u @ vt
+    scale = s.sum() / (pb ** 2).sum()
+    return float(np.linalg.norm(pb @ rot * scale - pa, axis=1).mean())
+
+
+def _pick(result: Any, face: int | None, name: str) -> FaceResult:
+    if not result.faces:
+        raise UserError(f"{name}: no face found")
+    if face is None:
+        return result.faces[0]
+    if not 0 <= face < len(result.faces):
+        raise UserError(f"{name}: has {len(result.faces)} face(s); --face {face} does not exist "
+                        "(0 is the largest)")
+    return result.faces[face]
+
+
+def compare_faces(names: list[str], faces: list[FaceResult],
+                  noise: dict[str, Any] | None = None) -> Comparison:
+    """Compare already analysed faces (the first is the reference)."""
+    if len(faces) < 2:
+        raise UserError("a comparison needs at least two photos")
+    noise = load_noise() if noise is None else noise
+    band = noise["band"]
+    values = [region_values(f) for f in faces]
+    rows = []
+    for region in REGIONS:
+        s0, l0, n0 = values[0][region]
+        for i, name in enumerate(names):
+            s, lines, length = values[i][region]
+            change = s - s0
+            if i == 0:
+                verdict = "reference"
+            elif abs(change) <= band[region]:
+                verdict = "within measurement noise"
+            else:
+                verdict = "decrease" if change < 0 else "increase"
+            rows.append({"region": region, "photo": name, "share": s, "lines": lines,
+                         "length_px": length, "change_share": change, "change_lines": lines - l0,
+                         "change_length_px": length - n0, "noise_band": band[region],
+                         "verdict": verdict})
+    comp = Comparison(list(names), list(faces), rows, band)
+    for i in range(1, len(faces)):
+        d = shape_distance(faces[0], faces[i])
+        comp.identity_distance.append(d)
+        if d > noise["identity_threshold"]:
+            comp.warnings.append(
+                f"{names[i]} and {names[0]} may show different people: their landmark geometry "
+                f"differs by {d:.4f} of the frame, more than "
+                f"{noise['identity_threshold']:.4f}, the largest seen between two photos of one "
+                "face (a different expression can do this too)")
+    sides = [f.alignment.side for f in faces]
+    frame = faces[0].frame
+    lo = int(np.argmin(sides))
+    if min(sides) < frame or max(sides) > 2 * min(sides):
+        comp.warnings.append(
+            f"{names[lo]} limits the comparison: its face is {sides[lo]:.0f} px across in the "
+            f"photo (the others {', '.join(f'{s:.0f}' for j, s in enumerate(sides) if j != lo)}"
+            f" px; the model works at {frame} px), so fine lines there may be missed and read "
+            "as a change")
+    return comp
+
+
+def compare_photos(predictor: WrinklePredictor, photos: list[tuple[str, np.ndarray]],
+                   face: int | None = None, noise: dict[str, Any] | None = None,
+                   threshold: float | None = None) -> Comparison:
+    """Compare the largest face (or face number `face`) of each photo with the first photo's."""
+    if len(photos) < 2:
+        raise UserError("a comparison needs at least two photos")
+    faces = []
+    for name, rgb in photos:
+        try:
+            result = predictor.predict(rgb, threshold)
+        except NoFaceError as exc:
+            raise UserError(f"{name}: {exc}") from None
+        faces.append(_pick(result, face, name))
+    return compare_faces([n for n, _ in photos], faces, noise)
+
+
+# ---------------------------------------------------------------- pictures and text
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    bar = np.full((28, img.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, text[:48], (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([bar, img])
+
+
+def side_by_side(comp: Comparison, scale: int = 2) -> np.ndarray:
+    """The aligned faces with their wrinkles (red), side by side, each labelled."""
+    from utils.visualize import overlay
+
+    tiles = []
+    for name, f in zip(comp.names, comp.faces, strict=True):
+        pic = overlay(f.aligned, f.mask)
+        pic = cv2.resize(pic, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        tiles.append(_label(pic, name))
+    gap = np.full((tiles[0].shape[0], 8, 3), 255, np.uint8)
+    out = tiles[0]
+    for t in tiles[1:]:
+        out = np.hstack([out, gap, t])
+    return out
+
+
+def difference_picture(comp: Comparison, later: int = 1, scale: int = 2) -> np.ndarray:
+    """Wrinkles only in the first photo, only in the later one, and in both, over the later
+    aligned face (in grey), with a legend."""
+    a, b = comp.faces[0], comp.faces[later]
+    ma = a.mask & a.face
+    mb = b.mask & b.face
+    if ma.shape != mb.shape:
+        from utils.masks import resize_mask
+
+        ma = resize_mask(ma, mb.shape)
+    grey = cv2.cvtColor(cv2.cvtColor(b.aligned, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    pic = (grey.astype(np.float32) * 0.8).astype(np.uint8)
+    for m, colour in ((ma & ~mb, ONLY_FIRST), (mb & ~ma, ONLY_LATER), (ma & mb, BOTH)):
+        pic[m] = colour
+    pic = cv2.resize(pic, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    legend = np.full((30 * 3 + 8, pic.shape[1], 3), 255, np.uint8)
+    for k, (colour, text) in enumerate(((ONLY_FIRST, f"only in {comp.names[0]}"),
+                                        (ONLY_LATER, f"only in {comp.names[later]}"),
+                                        (BOTH, "in both"))):
+        y = 6 + 30 * k
+        cv2.rectangle(legend, (8, y), (30, y + 20), colour, -1)
+        cv2.putText(legend, text[:56], (38, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.vstack([_label(pic, f"{comp.names[0]} -> {comp.names[later]}"), legend])
+
+
+def summary_text(comp: Comparison) -> str:
+    """A few lines a person can read: the whole face, the regions that changed, the caveats."""
+    lines = []
+    first = comp.names[0]
+    for i, name in enumerate(comp.names[1:], start=1):
+        face = comp.row("face", i)
+        lines.append(f"{name} vs {first}: wrinkles cover {100 * face['share']:.2f} % of the face "
+                     f"({100 * comp.row('face', 0)['share']:.2f} % before): "
+                     f"{_says(face)}.")
+        changed = [comp.row(r, i) for r in REGION_NAMES
+                   if comp.row(r, i)["verdict"] in ("decrease", "increase")]
+        if changed:
+            lines.append("  changed beyond the noise band: " + "; ".join(
+                f"{REGION_LABELS[r['region']]} {_pct(r['change_share'])}" for r in changed))
+        else:
+            lines.append("  no region changed beyond the noise band")
+    lines.append(f"A change counts only beyond the noise band: the 95th percentile of the change "
+                 f"this method measures between two photos of the same unchanged face (pose, "
+                 f"scale, exposure), per region; for the whole face "
+                 f"{100 * comp.noise['face']:.2f} points of share.")
+    lines += [f"warning: {w}" for w in comp.warnings]
+    return "\n".join(lines)
+
+
+def _pct(change: float) -> str:
+    return f"{100 * change:+.2f} points"
+
+
+def _says(row: dict[str, Any]) -> str:
+    if row["verdict"] == "within measurement noise":
+        return (f"change {_pct(row['change_share'])}, within measurement noise "
+                f"(+-{100 * row['noise_band']:.2f})")
+    return f"a {row['verdict']} of {abs(100 * row['change_share']):.2f} points of share"
+
+
+def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:
+    """comparison.csv, side_by_side.png, difference.png (difference_<N>.png for a series) and
+    summary.txt, written atomically into `out`."""
+    import csv
+    import io
+
+    from utils.io import write_text
+    from utils.visualize import write_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for r in comp.rows:
+        writer.writerow({**r, "share": f"{r['share']:.6f}",
+                         "change_share": f"{r['change_share']:+.6f}",
+                         "noise_band": f"{r['noise_band']:.6f}"})
+    write_text(out / "comparison.csv", buf.getvalue())
+    write_png(out / "side_by_side.png", side_by_side(comp))
+    files = {"csv": str(out / "comparison.csv"), "side_by_side": str(out / "side_by_side.png")}
+    for i in range(1, len(comp.faces)):
+        name = "difference.png" if len(comp.faces) == 2 else f"difference_{i}.png"
+        write_png(out / name, difference_picture(comp, i))
+        files[f"difference_{i}"] = str(out / name)
+    write_text(out / "summary.txt", summary_text(comp) + "\n")
+    files["summary"] = str(out / "summary.txt")
+    return files
