@@ -128,7 +128,8 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  python bench/bench_compare.py --out runs/bench_compare.json --write-noise\n  python bench/bench_compare.py --limit 20")
     p.add_argument("--data", type=Path, default=DATA, help=f"data folder (default {DATA})")
     p.add_argument("--limit", type=int, help="only the first N labelled faces")
     p.add_argument("-m", "--checkpoint", help="wrinkle model (default: the bundled one)")
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     p.add_argument("--write-noise", action="store_true",
                    help=f"store the noise band and identity threshold in {NOISE_FILE}")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if not (args.data / "manual_wrinkle_masks").is_dir():
         print(f"error: {args.data}: no manual_wrinkle_masks folder", file=sys.stderr)

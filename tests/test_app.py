@@ -162,7 +162,7 @@ def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> Non
     pair, diff, summary, table = compare(before, after, 0.5)
     assert pair.shape[1] > 2 * 256 and diff.shape[0] > 256
     assert "noise band" in summary and "after vs before" in summary
-    assert list(table["region"])[0] == "whole face" and len(table) == 11
+    assert table["region"].iloc[0] == "whole face" and len(table) == 11
     assert set(table["verdict"]) <= {"within measurement noise", "decrease", "increase"}
     with pytest.raises(gr.Error, match="after: no face found"):
         compare(before, np.full((200, 300, 3), 90, np.uint8), 0.5)

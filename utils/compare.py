@@ -160,9 +160,19 @@ def compare_photos(predictor: WrinklePredictor, photos: list[tuple[str, np.ndarr
 # ---------------------------------------------------------------- pictures and text
 
 
+def _text(img: np.ndarray, text: str, org: tuple[int, int], width: int) -> None:
+    """Write `text` at `org`, smaller (down to a point) where it would not fit in `width`."""
+    scale = 0.5
+    while scale > 0.3 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width:
+        scale -= 0.05
+    while len(text) > 4 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width:
+        text = text[:-4] + "..."
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.full((28, img.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, text[:48], (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    _text(bar, text, (6, 19), img.shape[1] - 12)
     return np.vstack([bar, img])
 
 
@@ -203,8 +213,7 @@ def difference_picture(comp: Comparison, later: int = 1, scale: int = 2) -> np.n
                                         (BOTH, "in both"))):
         y = 6 + 30 * k
         cv2.rectangle(legend, (8, y), (30, y + 20), colour, -1)
-        cv2.putText(legend, text[:56], (38, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        _text(legend, text, (38, y + 15), pic.shape[1] - 46)
     return np.vstack([_label(pic, f"{comp.names[0]} -> {comp.names[later]}"), legend])
 
 

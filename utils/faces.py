@@ -235,10 +235,21 @@ class Alignment:
         return _apply(self.to_photo_matrix(size), points)
 
     def align(self, photo: np.ndarray, size: int) -> np.ndarray:
-        """The aligned face, size x size; parts of the square outside the photo are filled by
-        reflection, as FFHQ padded."""
-        return warp(photo, self.to_aligned_matrix(size), (size, size), "image",
-                    border=cv2.BORDER_REFLECT_101)
+        """The aligned face, size x size. Parts of the square outside the photo are filled as
+        FFHQ filled them: reflected, blurred, and faded towards the median colour with the
+        distance from the photo's edge (so no mirrored second face shows)."""
+        m = self.to_aligned_matrix(size)
+        out = warp(photo, m, (size, size), "image", border=cv2.BORDER_REFLECT_101)
+        h, w = photo.shape[:2]
+        inside = warp(np.ones((h, w), bool), m, (size, size), "mask")
+        if inside.all():
+            return out
+        dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+        fade = np.clip(dist / (0.1 * size), 0, 1)[..., None]
+        blur = cv2.GaussianBlur(out, (0, 0), max(1.0, 0.02 * size)).astype(np.float32)
+        median = np.median(out[inside], axis=0) if inside.any() else blur.mean(axis=(0, 1))
+        filled = blur + (median - blur) * fade
+        return np.where(inside[..., None], out, np.round(filled)).astype(np.uint8)
 
     def bounds(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """The square's bounding box clipped to the photo: x0, y0, x1, y1 (x1, y1 exclusive)."""
