@@ -21,6 +21,7 @@ from utils.demo import (  # re-exported: the demo's API for notebooks and tests
     serve,
 )
 from utils.errors import run_cli
+from utils.model_args import add_model_args, check_model_args
 
 __all__ = ["TABLE_HEADERS", "build_demo", "model_info", "run_prediction", "serve"]
 
@@ -35,21 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="address to serve on (default: 127.0.0.1, this machine only; "
                         "0.0.0.0 opens it to the network)")
     p.add_argument("-p", "--port", type=int, default=7860, help="port (default: 7860)")
-    p.add_argument("-m", "--checkpoint",
-                   help="wrinkle model (default: the bundled res/cp/default_ffhq256.pth)")
-    p.add_argument("--baseline", action="store_true",
-                   help="use the texture-map baseline instead of a trained model")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 where the device supports it, else fp32")
+    add_model_args(p)
     p.add_argument("--share", action="store_true",
                    help="also make a public gradio.live link (off by default: it sends the page "
                         "through Gradio's servers)")
     args = p.parse_args(argv)
     if not 1 <= args.port <= 65535:
         p.error("--port must be between 1 and 65535")
-    if args.baseline and args.checkpoint:
-        p.error("--baseline and --checkpoint exclude each other")
+    check_model_args(p, args)
     return args
 
 

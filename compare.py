@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
+from utils.model_args import add_model_args, check_model_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,14 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-o", "--out", default="out/compare", help="output folder (default: out/compare)")
     p.add_argument("--face", type=int,
                    help="which face of each photo (0 = the largest, the default)")
-    p.add_argument("-m", "--checkpoint",
-                   help="wrinkle model (default: the bundled res/cp/default_ffhq256.pth)")
-    p.add_argument("--baseline", action="store_true",
-                   help="use the texture-map baseline instead of a trained model")
+    add_model_args(p)
     p.add_argument("-t", "--threshold", type=float, help="decision threshold (default: the model's)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 where the device supports it, else fp32")
     args = p.parse_args(argv)
     if len(args.photos) < 2:
         p.error("give at least two photos (the first is the reference)")
@@ -50,8 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--face must be 0 or more")
     if args.threshold is not None and not 0 < args.threshold < 1:
         p.error("--threshold must be between 0 and 1")
-    if args.baseline and args.checkpoint:
-        p.error("--baseline and --checkpoint exclude each other")
+    check_model_args(p, args)
     return args
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
+from utils.model_args import add_model_args, check_model_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,16 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        "res/cp/stage2_unet.pth --out out/")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
     p.add_argument("-o", "--out", default="out", help="output folder (default: out)")
-    p.add_argument("-m", "--checkpoint",
-                   help="wrinkle model (default: the bundled res/cp/default_ffhq256.pth)")
-    p.add_argument("--baseline", action="store_true",
-                   help="use the texture-map baseline instead of a trained model")
+    add_model_args(p)
     p.add_argument("-t", "--threshold", type=float, help="decision threshold (default: the model's)")
     p.add_argument("--probs", action="store_true", help="also write probability maps (_prob.png)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="photos per model call")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 where the device supports it, else fp32")
     p.add_argument("--faces", default="all", choices=["all", "largest"],
                    help="analyse every face in a photo (default) or only the largest")
     p.add_argument("--no-face", default="skip", choices=["skip", "whole"],
@@ -61,8 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch-size must be at least 1")
     if args.threshold is not None and not 0 < args.threshold < 1:
         p.error("--threshold must be between 0 and 1")
-    if args.baseline and args.checkpoint:
-        p.error("--baseline and --checkpoint exclude each other")
+    check_model_args(p, args)
     return args
 
 

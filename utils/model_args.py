@@ -1,0 +1,23 @@
+"""The model flags every user-facing script shares (-m/--checkpoint, --baseline, --device,
+--precision), in one place; light to import, so that --help answers at once."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Add the flags that choose the wrinkle model and where it runs."""
+    p.add_argument("-m", "--checkpoint",
+                   help="wrinkle model (default: the bundled res/cp/default_ffhq256.pth)")
+    p.add_argument("--baseline", action="store_true",
+                   help="use the texture-map baseline instead of a trained model")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 where the device supports it, else fp32")
+
+
+def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors of those flags (argparse exits with the message)."""
+    if args.baseline and args.checkpoint:
+        p.error("--baseline and --checkpoint exclude each other")
