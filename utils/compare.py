@@ -249,7 +249,8 @@ def _says(row: dict[str, Any]) -> str:
     if row["verdict"] == "within measurement noise":
         return (f"change {_pct(row['change_share'])}, within measurement noise "
                 f"(+-{100 * row['noise_band']:.2f})")
-    return f"a {row['verdict']} of {abs(100 * row['change_share']):.2f} points of share"
+    article = "an" if row["verdict"] == "increase" else "a"
+    return f"{article} {row['verdict']} of {abs(100 * row['change_share']):.2f} points of share"
 
 
 def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:
