@@ -11,6 +11,7 @@ Uploaded photos are deleted from the server as soon as they are read (see `_forg
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 from utils.demo import (  # re-exported: the demo's API for notebooks and tests
@@ -32,10 +33,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog="examples:\n  python app.py\n"
                                        "  python app.py --checkpoint res/cp/stage2_unet.pth "
                                        "--port 8080")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to serve on (default: 127.0.0.1, this machine only; "
-                        "0.0.0.0 opens it to the network)")
-    p.add_argument("-p", "--port", type=int, default=7860, help="port (default: 7860)")
+    # A hosting platform (a Hugging Face Space, a container) sets these two variables.
+    host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    try:
+        port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    except ValueError:
+        p.error(f"GRADIO_SERVER_PORT={os.environ['GRADIO_SERVER_PORT']!r} is not a port number")
+    p.add_argument("--host", default=host,
+                   help=f"address to serve on (default: {host}, from GRADIO_SERVER_NAME when set,"
+                        " else 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("-p", "--port", type=int, default=port,
+                   help=f"port (default: {port}, from GRADIO_SERVER_PORT when set, else 7860)")
     add_model_args(p)
     p.add_argument("--share", action="store_true",
                    help="also make a public gradio.live link (off by default: it sends the page "
@@ -52,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference import WrinklePredictor  # here, so that --help answers at once
 
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
-                                             precision=args.precision)
+                                             precision=args.precision, backend=args.backend)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can use the demo")
     # Stop on SIGTERM as on Ctrl-C, so that gradio closes and the private cache is removed.

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     photos = [(path, load_image(path)) for path in args.photos]
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
-                                             precision=args.precision)
+                                             precision=args.precision, backend=args.backend)
     comp = compare_photos(predictor, photos, args.face, threshold=args.threshold)
     files = write_outputs(comp, args.out)
     print(summary_text(comp))

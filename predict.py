@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference import WrinklePredictor  # here, so that --help answers at once
     from utils.prediction import predict_files
 
-    kw = {"device": args.device, "precision": args.precision, "faces": args.faces,
+    kw = {"device": args.device, "precision": args.precision, "backend": args.backend,
+          "faces": args.faces,
           "no_face": args.no_face, "face_region": args.face_region}
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,

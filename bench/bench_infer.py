@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Inference latency on this machine: plain fp32 eager (as the FFHQ-Wrinkle authors' inference
-script runs a model) against this project's fast path (BatchNorm folded into the convolutions,
-channels_last, inference mode, bf16 autocast where the CPU has it), with mask agreement.
+script runs a model) against every backend side by side: the torch fast path (BatchNorm folded
+into the convolutions, channels_last, inference mode, bf16 autocast where the CPU has it),
+OpenVINO with the bf16 and the fp32 precision hint, and ONNX Runtime fp32; each with its mask
+agreement with fp32 eager. `fast_s` is the default backend's time (OpenVINO where installed).
 
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from unet import UNet  # noqa: E402
+from utils.backends import export_onnx, openvino_available, to_openvino  # noqa: E402
 from utils.dataset import to_input  # noqa: E402
 from utils.images import load_image, resize_image  # noqa: E402
 from utils.inference import (  # noqa: E402
@@ -65,33 +68,72 @@ def decide(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     return logits_to_probs(logits) > threshold
 
 
-def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.ndarray],
-            threshold: float, repeats: int) -> dict:
-    """fp32 eager against the fast path on the same inputs: median seconds per image, agreement."""
-    xs = [to_input(resize_image(img, (size, size)), recipe, None)[None] for img in images]
-    plain = copy.deepcopy(model).eval()
+def _runners(model: torch.nn.Module, channels: int) -> dict:
+    """Every backend as a function of one float32 NCHW input: name -> fn(x) -> logits."""
     fast = fold_batchnorm(copy.deepcopy(model)).to(memory_format=torch.channels_last)
     dtype = torch.bfloat16 if cpu_has_bf16() else None
-    agree, t_plain, t_fast = [], [], []
+
+    def torch_fast(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            return fast(x.contiguous(memory_format=torch.channels_last))
+
+    runners = {f"torch_{'bf16' if dtype else 'fp32'}": torch_fast}
+    if openvino_available():
+        folded = fold_batchnorm(copy.deepcopy(model))
+        for bf16 in ([True, False] if dtype else [False]):
+            runners[f"openvino_{'bf16' if bf16 else 'fp32'}"] = to_openvino(folded, channels, bf16)
+    try:
+        import tempfile
+
+        import onnxruntime as ort
+
+        from utils.inference import LoadedModel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(LoadedModel("ours", "bench", {"in_channels": channels}, 0.5,
+                                           copy.deepcopy(model)), Path(tmp) / "m.onnx")
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def ort_run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+        runners["onnxruntime_fp32"] = ort_run
+    except ImportError:
+        pass
+    return runners
+
+
+def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.ndarray],
+            threshold: float, repeats: int) -> dict:
+    """fp32 eager against every backend on the same inputs: median seconds per image and the
+    share of mask pixels that agree with fp32 eager."""
+    xs = [to_input(resize_image(img, (size, size)), recipe, None)[None] for img in images]
+    plain = copy.deepcopy(model).eval()
+    channels = xs[0].shape[1]
+    runners = _runners(model, channels)
+    t_plain, refs = [], []
     for x in xs:
         with torch.no_grad():
             tp, ref = timed(lambda x=x: plain(x), repeats)
-        xc = x.contiguous(memory_format=torch.channels_last)
-
-        def run_fast(xc=xc):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32,
-                                                        enabled=dtype is not None):
-                return fast(xc)
-
-        tf, out = timed(run_fast, repeats)
         t_plain.append(tp)
-        t_fast.append(tf)
-        agree.append(float((decide(ref, threshold) == decide(out, threshold)).float().mean()))
-    fp32, fst = statistics.median(t_plain), statistics.median(t_fast)
-    return {"fp32_eager_s": round(fp32, 4), "fast_s": round(fst, 4),
-            "speedup": round(fp32 / fst, 2), "mask_agreement": round(min(agree), 6),
-            "images": len(xs), "fast_path": f"fold-BN + channels_last + "
-                                             f"{'bf16' if dtype else 'fp32'} autocast"}
+        refs.append(decide(ref, threshold))
+    backends = {}
+    for name, fn in runners.items():
+        times, agree = [], []
+        for x, ref in zip(xs, refs, strict=True):
+            t, out = timed(lambda x=x, fn=fn: fn(x), repeats)
+            times.append(t)
+            agree.append(float((ref == decide(out, threshold)).float().mean()))
+        backends[name] = {"s": round(statistics.median(times), 4),
+                          "mask_agreement": round(min(agree), 6)}
+    fp32 = statistics.median(t_plain)
+    default = next((n for n in ("openvino_bf16", "openvino_fp32") if n in backends),
+                   next(iter(backends)))
+    fst = backends[default]["s"]
+    return {"fp32_eager_s": round(fp32, 4), "fast_s": fst, "speedup": round(fp32 / fst, 2),
+            "mask_agreement": backends[default]["mask_agreement"], "default_backend": default,
+            "images": len(xs), "backends": backends}
 
 
 def main() -> int:

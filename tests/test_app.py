@@ -378,3 +378,33 @@ def test_cli_missing_checkpoint_fails_before_serving(tmp_path: Path) -> None:
     assert "error: missing.pth: checkpoint not found" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
     assert "Running on" not in res.stdout
+
+
+def test_app_serves_on_the_host_and_port_a_space_sets(tmp_path: Path) -> None:
+    """A Hugging Face Space (or a container) sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_TEMP_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--baseline"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer on the port GRADIO_SERVER_PORT named")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    card = (REPO / "space" / "README.md").read_text()
+    assert card.startswith("---\n") and "sdk: gradio" in card and "app_file: app.py" in card
+    bad = subprocess.run([sys.executable, str(REPO / "app.py"), "--help"], cwd=REPO,
+                         env={**os.environ, "GRADIO_SERVER_PORT": "eighty"}, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1 and "not a port number" in bad.stderr

@@ -34,7 +34,7 @@ from utils.texture import texture_map, texture_params  # noqa: E402
 IDS = sorted(p.stem for p in MASKS.glob("*.png"))[:4]
 SCRIPTS = ["png_parsing.py", "face_masking.py", "face_parsing_extraction.py",
            "make_weak_labels.py", "bench/bench_face_region.py", "bench/two_stage_experiment.py",
-           "bench/bench_wild.py", "bench/bench_compare.py", "bench/make_compare_example.py"]
+           "bench/bench_wild.py", "bench/bench_compare.py", "bench/make_compare_example.py", "bench/bench_openvino_options.py"]
 
 
 def synthetic_labels(size: int = 512, seed: int = 0) -> np.ndarray:

@@ -299,21 +299,38 @@ class WrinklePredictor:
     baseline: the texture-map baseline instead of a model. faces: "all" or "largest".
     no_face: a photo without a face raises NoFaceError ("skip"), or is analysed whole, as if it
     were an aligned face ("whole"). face_region: "auto" (BiSeNet when res/cp/79999_iter.pth is
-    there, else the landmark region) or "none" (the whole aligned frame).
+    there, else the landmark region) or "none" (the whole aligned frame). backend: "auto"
+    (OpenVINO on a CPU where it is installed, else torch), "torch" or "openvino"; an exported
+    .onnx / .xml file always runs on OpenVINO (utils/backends.py).
     """
 
     def __init__(self, checkpoint: str | Path | None = None, *, baseline: bool = False,
                  device: str = "auto", precision: str = "auto", max_side: int = 4096,
                  faces: str = "all", no_face: str = "skip", face_region: str = "auto",
-                 parser: Any = None) -> None:
+                 parser: Any = None, backend: str = "auto") -> None:
         if faces not in ("all", "largest") or no_face not in ("skip", "whole") or \
                 face_region not in ("auto", "none"):
             raise ValueError(f"bad faces/no_face/face_region option: {faces!r}, {no_face!r}, "
                              f"{face_region!r}")
         if baseline and checkpoint is not None:
             raise ValueError("a checkpoint and the baseline exclude each other")
+        from utils.backends import (
+            EXPORTED_SUFFIXES,
+            OpenVINOModule,
+            load_exported,
+            resolve_backend,
+            to_openvino,
+        )
+
         self.device = resolve_device(device)
+        self.dtype = None if precision == "fp32" else amp_dtype(
+            self.device, "bf16" if precision == "bf16" else "auto")
+        exported = checkpoint is not None and Path(checkpoint).suffix in EXPORTED_SUFFIXES
+        self.backend = "openvino" if exported else resolve_backend(backend, self.device)
+        if exported and backend == "torch":
+            raise UserError(f"{checkpoint}: an exported model runs on the OpenVINO backend")
         if baseline:
+            self.backend = "torch"  # a single elementwise op: nothing to compile
             self.loaded = LoadedModel("texture_baseline", "texture-map baseline (no trained model)",
                                       dict(BASELINE_RECIPE), BASELINE_THRESHOLD, TextureBaseline(),
                                       ["no wrinkle weights: showing the texture-map baseline"],
@@ -326,7 +343,8 @@ class WrinklePredictor:
                     raise UserError(f"the bundled model {DEFAULT_CHECKPOINT} is missing: restore "
                                     "it (git checkout res/cp/) or pass a checkpoint or the "
                                     "baseline")
-            self.loaded = load_any_checkpoint(checkpoint)
+            self.loaded = (load_exported(checkpoint, self.dtype == torch.bfloat16) if exported
+                           else load_any_checkpoint(checkpoint))
         self.checkpoint = checkpoint
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
@@ -335,9 +353,11 @@ class WrinklePredictor:
             from bisenet.parser import default_parser
 
             self.parser = default_parser()
-        self.dtype = None if precision == "fp32" else amp_dtype(
-            self.device, "bf16" if precision == "bf16" else "auto")
-        if self.loaded.model is not None:
+        if self.backend == "openvino" and not isinstance(self.loaded.model, OpenVINOModule):
+            model = fold_batchnorm(self.loaded.model.eval())
+            self.loaded.model = to_openvino(model, int(self.loaded.recipe.get("in_channels", 3)),
+                                            self.dtype == torch.bfloat16)
+        elif self.backend == "torch":
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
 
@@ -361,7 +381,8 @@ class WrinklePredictor:
         if self.is_baseline:
             return self.loaded.name
         prec = "bf16" if self.dtype == torch.bfloat16 else "fp16" if self.dtype else "fp32"
-        return f"{self.loaded.name} on {self.device.type} ({prec})"
+        where = "OpenVINO, cpu" if self.backend == "openvino" else self.device.type
+        return f"{self.loaded.name} on {where} ({prec})"
 
     @property
     def face_description(self) -> str:

@@ -1,5 +1,5 @@
 """The model flags every user-facing script shares (-m/--checkpoint, --baseline, --device,
---precision), in one place; light to import, so that --help answers at once."""
+--precision, --backend), in one place; light to import, so that --help answers at once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 where the device supports it, else fp32")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
+                   help="auto: OpenVINO on a CPU where it is installed, else torch (CUDA "
+                        "included); a .onnx or .xml model always runs on OpenVINO")
 
 
 def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
