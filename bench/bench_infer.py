@@ -3,7 +3,8 @@
 script runs a model) against every backend side by side: the torch fast path (BatchNorm folded
 into the convolutions, channels_last, inference mode, bf16 autocast where the CPU has it),
 OpenVINO with the bf16 and the fp32 precision hint, and ONNX Runtime fp32; each with its mask
-agreement with fp32 eager. `fast_s` is the default backend's time (OpenVINO where installed).
+agreement with fp32 eager. `fast_s` is the default backend's time (the torch fast path; OpenVINO
+is opt-in, see utils/backends.resolve_backend).
 
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
@@ -128,8 +129,7 @@ def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.nda
         backends[name] = {"s": round(statistics.median(times), 4),
                           "mask_agreement": round(min(agree), 6)}
     fp32 = statistics.median(t_plain)
-    default = next((n for n in ("openvino_bf16", "openvino_fp32") if n in backends),
-                   next(iter(backends)))
+    default = next(iter(backends))  # the torch fast path: --backend auto (utils/backends.py)
     fst = backends[default]["s"]
     return {"fp32_eager_s": round(fp32, 4), "fast_s": fst, "speedup": round(fp32 / fst, 2),
             "mask_agreement": backends[default]["mask_agreement"], "default_backend": default,

@@ -1,0 +1,79 @@
+"""ONNX and OpenVINO: exports agree with torch fp32 on real faces, load on their own, and the
+OpenVINO backend works in predict.py and the app. Run by tests/test_export.py in a process of
+its own (this file is not collected by the main test run)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import IMAGES, labelled_ids, needs_data
+from utils.checkpoints import load_checkpoint
+from utils.errors import UserError
+from utils.export import main
+from utils.images import load_image
+from utils.inference import DEFAULT_CHECKPOINT, WrinklePredictor, load_any_checkpoint
+
+pytestmark = needs_data
+
+
+def _aligned_masks(predictor, faces):
+    return [predictor.predict_aligned(load_image(f)).mask for f in faces]
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".xml"])
+def test_exported_bundled_model_agrees_with_torch_fp32(tmp_path, suffix):
+    dst = tmp_path / f"wrinkle{suffix}"
+    assert main([str(DEFAULT_CHECKPOINT), str(dst)]) == 0
+    faces = [IMAGES / f"{i}.jpg" for i in labelled_ids(4)]
+    reference = _aligned_masks(WrinklePredictor(precision="fp32", backend="torch"), faces)
+    exported = WrinklePredictor(dst)  # the deployment setting: OpenVINO, bf16 where the CPU has it
+    assert exported.backend == "openvino" and f"[{suffix[1:]}]" in exported.description
+    assert exported.threshold == load_checkpoint(DEFAULT_CHECKPOINT)["threshold"]
+    assert exported.loaded.recipe["image_size"] == 256 and "trained on" in exported.loaded.about
+    for a, b in zip(reference, _aligned_masks(exported, faces), strict=True):
+        assert (a == b).mean() >= 0.995
+    with pytest.raises(UserError, match="runs on the OpenVINO backend"):
+        WrinklePredictor(dst, backend="torch")
+
+
+def test_official_unet_exports_with_its_recipe_and_bare_onnx_is_refused(tmp_path):
+    import torch
+
+    from tests.test_inference import OFFICIAL, state_dict_from_manifest
+
+    src = tmp_path / "stage2_unet.pth"
+    torch.save({"model": state_dict_from_manifest(OFFICIAL)}, src)
+    xml = tmp_path / "official.xml"
+    assert main([str(src), str(xml), "--format", "openvino"]) == 0
+    assert xml.with_suffix(".bin").is_file()
+    loaded = WrinklePredictor(xml).loaded
+    assert loaded.kind == "official_unet" and loaded.recipe["in_channels"] == 4
+    assert loaded.recipe["image_size"] == 1024 and loaded.recipe["texture"]
+    bare = tmp_path / "bare.onnx"
+    model = load_any_checkpoint(src).model
+    torch.onnx.export(model, (torch.zeros(1, 4, 64, 64),), str(bare), dynamo=False)
+    with pytest.raises(UserError, match="carries no wrinkle-model recipe"):
+        WrinklePredictor(bare)
+    with pytest.raises(UserError, match=r"\.xml file"):
+        main([str(src), str(tmp_path / "x.onnx"), "--format", "openvino"])
+
+
+def test_backend_flag_in_predict_and_app(tmp_path):
+    from app import parse_args as app_args
+    from predict import main as predict_main
+    from utils.demo import run_prediction
+
+    assert app_args(["--backend", "openvino"]).backend == "openvino"
+    out = tmp_path / "out"
+    face = IMAGES / f"{labelled_ids(1)[0]}.jpg"
+    assert predict_main([str(face), "-o", str(out), "--backend", "openvino",
+                         "--no-progress"]) == 0
+    assert (out / f"{face.stem}_mask.png").is_file()
+    ov = WrinklePredictor(backend="openvino")
+    torch_fp32 = WrinklePredictor(backend="torch", precision="fp32")
+    assert "OpenVINO" in ov.description
+    _, _, summary, table, _ = run_prediction(ov, str(face), 0.5)
+    assert "% of the face" in summary and len(table) == 11
+    a = ov.predict(load_image(face)).mask
+    b = torch_fp32.predict(load_image(face)).mask
+    assert (a == b).mean() >= 0.995
