@@ -377,6 +377,8 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
     found: list[tuple[np.ndarray, float, float, float]] = []  # centre, width, angle, score
     for angle, up in [(0, upsample), (0, upsample + 1), (30, upsample), (-30, upsample),
                       (90, upsample), (-90, upsample), (180, upsample)]:
+        if up > 2:  # a 4x-upsampled copy costs more than it finds
+            continue
         if angle:
             m = _rotation(centre, angle, 1.0, centre)
             img = cv2.warpAffine(work, m, (work.shape[1], work.shape[0]),
@@ -384,8 +386,6 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
             back = cv2.invertAffineTransform(m)
         else:
             img, back = work, np.array([[1.0, 0, 0], [0, 1.0, 0]])
-        if up > 2 or (up > upsample and side > 2 * DETECT_SIDE):
-            continue
         rects, scores, _ = detector.run(np.ascontiguousarray(img), up, 0.0)
         for r, score in zip(rects, scores, strict=True):
             c = np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
