@@ -3,8 +3,8 @@
 script runs a model) against every backend side by side: the torch fast path (BatchNorm folded
 into the convolutions, channels_last, inference mode, bf16 autocast where the CPU has it),
 OpenVINO with the bf16 and the fp32 precision hint, and ONNX Runtime fp32; each with its mask
-agreement with fp32 eager. `fast_s` is the default backend's time (the torch fast path; OpenVINO
-is opt-in, see utils/backends.resolve_backend).
+agreement with fp32 eager. `fast_s` is the default backend's time (`--backend auto`: OpenVINO
+with the bf16 hint where the CPU has bf16, see utils/backends.resolve_backend).
 
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
@@ -32,7 +32,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from unet import UNet  # noqa: E402
-from utils.backends import export_onnx, openvino_available, to_openvino  # noqa: E402
+from utils.backends import (  # noqa: E402
+    export_onnx,
+    openvino_available,
+    resolve_backend,
+    to_openvino,
+)
 from utils.dataset import to_input  # noqa: E402
 from utils.images import load_image, resize_image  # noqa: E402
 from utils.inference import (  # noqa: E402
@@ -105,6 +110,12 @@ def _runners(model: torch.nn.Module, channels: int) -> dict:
     return runners
 
 
+def _default_runner(backends: dict) -> str:
+    """The runner that `--backend auto` amounts to on this machine."""
+    chosen = resolve_backend("auto", torch.device("cpu"))
+    return next(name for name in backends if name.startswith(chosen))
+
+
 def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.ndarray],
             threshold: float, repeats: int) -> dict:
     """fp32 eager against every backend on the same inputs: median seconds per image and the
@@ -129,7 +140,7 @@ def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.nda
         backends[name] = {"s": round(statistics.median(times), 4),
                           "mask_agreement": round(min(agree), 6)}
     fp32 = statistics.median(t_plain)
-    default = next(iter(backends))  # the torch fast path: --backend auto (utils/backends.py)
+    default = _default_runner(backends)
     fst = backends[default]["s"]
     return {"fp32_eager_s": round(fp32, 4), "fast_s": fst, "speedup": round(fp32 / fst, 2),
             "mask_agreement": backends[default]["mask_agreement"], "default_backend": default,

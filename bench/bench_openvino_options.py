@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from utils.backends import convert_model, require_openvino  # noqa: E402
+from utils.backends import core as openvino_core  # noqa: E402
 from utils.inference import DEFAULT_CHECKPOINT, fold_batchnorm, load_any_checkpoint  # noqa: E402
 from utils.io import write_json  # noqa: E402
 from utils.runtime import cpu_has_bf16  # noqa: E402
@@ -42,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
-    ov = require_openvino()
+    require_openvino()
     model = fold_batchnorm(load_any_checkpoint(DEFAULT_CHECKPOINT).model.float().eval())
     prec = "bf16" if cpu_has_bf16() else "f32"
-    core = ov.Core()
+    core = openvino_core()
     x = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
     res: dict[str, float] = {}
     for hint in ("LATENCY", "THROUGHPUT"):

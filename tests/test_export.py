@@ -29,25 +29,3 @@ def test_export_cli_refuses_to_overwrite_its_input(trained_run):
     src = str(trained_run / "best.pth")
     with pytest.raises(UserError, match="overwrite"):
         main([src, src])
-
-
-# ---------------------------------------------------------------- ONNX and OpenVINO
-
-
-def test_onnx_and_openvino_checks_in_their_own_process():
-    """tests/openvino_checks.py (exports agree with torch fp32, .onnx/.xml load on their own,
-    --backend openvino in predict.py and the app), run in a fresh process: OpenVINO's threads
-    stay out of this one, whose later tests fork DataLoader workers."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    if importlib.util.find_spec("openvino") is None:
-        pytest.skip("openvino not installed")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(REPO / "tests" / "openvino_checks.py")], cwd=REPO,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "4 passed" in res.stdout, res.stdout[-1000:]

@@ -13,6 +13,7 @@ the key "wrinkle_model". `load_exported` reads either back without any config.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,21 @@ def require_openvino() -> Any:
     return openvino
 
 
+@functools.cache
+def core() -> Any:
+    """The process's one OpenVINO Core. With several Cores alive in one process (openvino
+    2026.4), the next fork (torch's DataLoader workers) crashed the process with a segmentation
+    fault; with one Core it never did (tests/test_openvino.py repeats that sequence)."""
+    return require_openvino().Core()
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" is torch for now (CPU and CUDA); OpenVINO when asked for. OpenVINO is faster on a
-    CPU (bench/bench_infer.py), but a test process that had it loaded next to torch's forked
-    DataLoader workers crashed once (a segmentation fault, not yet understood), so it is not
-    the default until that is."""
+    """"auto" is OpenVINO on a CPU where it is installed (faster there: bench/bench_infer.py)
+    and torch on CUDA; "torch" and "openvino" are taken as asked."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "torch"
+        return "openvino" if device.type == "cpu" and openvino_available() else "torch"
     if backend == "openvino" and device.type != "cpu":
         raise UserError("the OpenVINO backend runs on the CPU: use --device cpu or --backend torch")
     return backend
@@ -64,11 +71,10 @@ class OpenVINOModule(torch.nn.Module):
 
     def __init__(self, ov_model: Any, bf16: bool) -> None:
         super().__init__()
-        ov = require_openvino()
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
                   "PERFORMANCE_HINT": "LATENCY"}
         self.precision = "bf16" if bf16 else "fp32"
-        self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
+        self.compiled = core().compile_model(ov_model, "CPU", config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
@@ -151,12 +157,11 @@ def load_exported(path: str | Path, bf16: bool) -> Any:
     """A LoadedModel from an exported .onnx or .xml file, compiled with OpenVINO."""
     from utils.inference import LoadedModel
 
-    ov = require_openvino()
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
     try:
-        ov_model = ov.Core().read_model(str(path))
+        ov_model = core().read_model(str(path))
     except RuntimeError as exc:
         raise UserError(f"{path}: not a readable {path.suffix[1:].upper()} model "
                         f"({str(exc).splitlines()[0]})") from None

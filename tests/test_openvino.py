@@ -1,6 +1,6 @@
-"""ONNX and OpenVINO: exports agree with torch fp32 on real faces, load on their own, and the
-OpenVINO backend works in predict.py and the app. Run by tests/test_export.py in a process of
-its own (this file is not collected by the main test run)."""
+"""ONNX and OpenVINO: exports agree with torch fp32 on real faces, load on their own, the
+OpenVINO backend works in predict.py and the app, and a process that compiled several models
+can still fork DataLoader workers."""
 
 from __future__ import annotations
 
@@ -77,3 +77,47 @@ def test_backend_flag_in_predict_and_app(tmp_path):
     a = ov.predict(load_image(face)).mask
     b = torch_fp32.predict(load_image(face)).mask
     assert (a == b).mean() >= 0.995
+
+
+FORK_AFTER_COMPILES = """
+import sys
+sys.path.insert(0, {repo!r})
+from torch.utils.data import DataLoader
+from utils.dataset import WrinkleDataset
+from utils.images import load_image
+from utils.inference import WrinklePredictor
+from utils.pairs import find_pairs
+face = load_image({face!r})
+import gc
+alive = [WrinklePredictor(backend="openvino") for _ in range(5)]
+for predictor in alive:
+    predictor.predict_aligned(face)
+del alive, predictor
+gc.collect()
+report = find_pairs({images!r}, {masks!r}, None, progress=False)
+ds = WrinkleDataset(report.pairs[:8], {{"image_size": 256, "normalize": "symmetric",
+                    "texture": False, "face_labels": [1, 10], "in_channels": 3}})
+for _ in range(2):
+    n = sum(len(b["id"]) for b in DataLoader(ds, batch_size=4, num_workers=2))
+print("read", n)
+"""
+
+
+def test_compiled_models_then_forked_workers_do_not_crash(tmp_path):
+    """Several compiled models, released, then DataLoader workers forked from the same process (what a
+    test run, or a notebook that predicts and then trains, does). With one OpenVINO Core per
+    model this segfaulted every time; the process shares one Core now. Run in a child process,
+    since a failure here is a crash."""
+    import subprocess
+    import sys
+
+    from tests.conftest import MASKS, REPO
+
+    face = IMAGES / f"{labelled_ids(1)[0]}.jpg"
+    script = tmp_path / "fork_after_compiles.py"
+    script.write_text(FORK_AFTER_COMPILES.format(repo=str(REPO), face=str(face),
+                                                 images=str(IMAGES), masks=str(MASKS)))
+    res = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr[-2000:]}"
+    assert "read 8" in res.stdout
