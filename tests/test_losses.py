@@ -260,3 +260,52 @@ def test_build_loss_defaults_values_and_unknown_keys():
     assert (custom.alpha, custom.gamma, custom.focal_weight, custom.smooth) == (0.9, 1.0, 0.5, 1.0)
     with pytest.raises(ValueError, match="gama"):
         build_loss({"gama": 2.0})
+
+
+# ---------------------------------------------------------------- skeleton recall
+
+
+def test_skeleton_is_the_centre_line_and_matches_the_region_statistics():
+    from losses import skeleton_of
+    from tests.conftest import MASKS, labelled_ids
+    from utils.masks import read_mask, resize_mask
+    from utils.regions import skeleton_length
+
+    band = torch.zeros(1, 20, 30)
+    band[0, 5:10, 2:28] = 1  # a 5 px wide line
+    skel = skeleton_of(band)[0]
+    assert skel[7, 6:24].all() and skel[5:10, 6:24].sum() == 18  # one centre row inside
+    thin = _line_target(1)[:, 0]
+    assert torch.equal(skeleton_of(thin), thin)  # a 1 px line is its own skeleton
+    if not MASKS.is_dir():
+        pytest.skip("real masks not found")
+    for i in labelled_ids(6):  # the loss and utils.regions measure the same centre lines
+        m = resize_mask(read_mask(MASKS / f"{i}.png"), (256, 256))
+        s = skeleton_of(torch.from_numpy(m)[None])[0] > 0
+        assert int(s.sum()) == skeleton_length(m) and not (s.numpy() & ~m).any()
+
+
+def test_skeleton_recall_counts_lines_by_length_not_width():
+    from losses import skeleton_recall_loss
+
+    t = torch.zeros(1, 1, 32, 64)
+    t[0, 0, 4:11, 2:30] = 1    # a wide fold: 7 x 28 px
+    t[0, 0, 20, 2:62] = 1      # a thin line: 1 x 60 px
+    wide_only = torch.where(t[:, :, :16] > 0, 20.0, -20.0)
+    wide_only = torch.cat([wide_only, torch.full((1, 1, 16, 64), -20.0)], dim=2)
+    thin_only = torch.where((t > 0) & (torch.arange(32)[:, None] >= 16), 20.0, -20.0)
+    # Dice prefers the fold (more pixels); skeleton recall prefers the longer line
+    assert soft_dice_loss(wide_only, t) < soft_dice_loss(thin_only, t)
+    assert skeleton_recall_loss(thin_only, t) < skeleton_recall_loss(wide_only, t)
+    perfect = torch.where(t > 0, 20.0, -20.0)
+    assert float(skeleton_recall_loss(perfect, t)) == pytest.approx(0.0, abs=1e-6)
+    z = torch.zeros(1, 1, 32, 64, requires_grad=True)
+    DiceFocalLoss(skeleton_weight=1.0)(z, t).backward()
+    assert torch.isfinite(z.grad).all() and z.grad[0, 0, 20, 30] < 0  # pushes the line up
+    empty = skeleton_recall_loss(z, torch.zeros_like(t))
+    assert float(empty) == 0.0 and empty.requires_grad
+    valid = torch.ones_like(t, dtype=torch.bool)
+    valid[0, 0, 16:] = False  # only the fold is valid: the wide-only prediction is perfect
+    assert float(skeleton_recall_loss(wide_only, t, valid)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="skeleton_weight"):
+        DiceFocalLoss(skeleton_weight=-1)

@@ -45,7 +45,8 @@ POSITIVE = {"data.image_size", "train.restart_epochs", "train.epochs", "train.ba
             "eval.auc_bins", "model.base_channels"}
 NON_NEGATIVE = {"data.num_workers", "train.lr", "train.weight_decay", "train.grad_clip",
                 "train.warmup_epochs", "train.early_stopping", "loss.dice_weight",
-                "loss.focal_weight", "loss.gamma", "loss.smooth", "eval.overlays"}
+                "loss.focal_weight", "loss.gamma", "loss.smooth", "loss.skeleton_weight",
+                "eval.overlays"}
 UNIT_INTERVAL = {"data.val_fraction", "data.test_fraction", "loss.alpha", "eval.threshold", "augment.hflip",
                  "augment.affine", "augment.brightness_contrast", "augment.blur_noise"}
 

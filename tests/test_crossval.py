@@ -1,0 +1,140 @@
+"""Cross-validation: folds are fixed and disjoint, no fold model sees its held-out faces, the
+report's figures are those of the stored predictions and of evaluate.py, and a run resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_data, tiny_config
+from utils.crossval import (
+    labelled_ids,
+    load_or_make_folds,
+    make_folds,
+    read_oof,
+    run_fold,
+    summarize,
+)
+from utils.errors import UserError
+
+pytestmark = needs_data
+
+
+def test_folds_are_disjoint_cover_every_id_and_follow_the_seed():
+    ids = [f"{i:05d}" for i in range(23)]
+    folds = make_folds(ids, 5, seed=3)
+    assert sorted(i for f in folds for i in f) == ids
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    assert make_folds(ids, 5, seed=3) == folds
+    assert make_folds(ids, 5, seed=4) != folds
+    with pytest.raises(UserError, match="cannot make"):
+        make_folds(ids[:3], 5, seed=0)
+
+
+def test_stored_folds_are_reused_and_a_different_setting_is_refused(tmp_path):
+    ids = [f"{i:05d}" for i in range(12)]
+    first = load_or_make_folds(tmp_path, ids, 3, 0)
+    assert load_or_make_folds(tmp_path, ids, 3, 0) == first
+    with pytest.raises(UserError, match="another --out"):
+        load_or_make_folds(tmp_path, ids, 4, 0)
+    with pytest.raises(UserError, match="no image/mask pair"):
+        load_or_make_folds(tmp_path, ids[:6], 3, 0)
+
+
+def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
+    from utils.evaluation import evaluate
+
+    cfg = tiny_config(*small_data, tmp_path / "unused", epochs=4, lr=0.01)
+    out = tmp_path / "cv"
+    ids = labelled_ids(cfg, log=lambda s: None)
+    folds = load_or_make_folds(out, ids, 3, 0)
+    quiet = {"progress": False, "log": lambda s: None}
+    run_fold(cfg, out, 0, folds, **quiet)
+    with pytest.raises(UserError, match="no held-out predictions"):
+        summarize(out)  # folds 1 and 2 are not done yet
+    stamp = (out / "fold0" / "oof.npz").stat().st_mtime_ns
+    for k in range(3):
+        run_fold(cfg, out, k, folds, **quiet)
+    assert (out / "fold0" / "oof.npz").stat().st_mtime_ns == stamp  # done before: kept
+
+    seen = []
+    for k in range(3):
+        trained_on = set((out / f"fold{k}" / "train_ids.txt").read_text().split())
+        part = read_oof(out, k)
+        assert sorted(part["ids"]) == folds[k] and not trained_on & set(folds[k])
+        assert trained_on == set(ids) - set(folds[k])
+        seen += list(part["ids"])
+    assert sorted(seen) == ids  # every face predicted once, by the model that never saw it
+
+    report = summarize(out)
+    assert json.loads((out / "report.json").read_text())["pooled"]["f1"] == report["pooled"]["f1"]
+    parts = [read_oof(out, k) for k in range(3)]
+    probs = np.concatenate([p["probs"].astype(np.float32).ravel() for p in parts])
+    truth = np.concatenate([p["masks"].ravel() for p in parts])
+    pred = probs > 0.5
+    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    assert report["pooled"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    assert report["pooled"]["jaccard"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+    t = report["thresholds"]
+    assert t["best_f1"] == max(t["pooled_f1"]) and t["best"] in t["candidates"]
+    pred = probs > t["best"]
+    assert t["best_f1"] == pytest.approx(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+    assert t["best_f1"] > 0.01  # a model that learned something: the checks below can fail
+    assert len(report["epochs"]["mean_held_out_f1"]) == 4
+    spread = report["fold_spread"]["f1"]
+    assert spread["mean"] == pytest.approx(np.mean(report["folds"]["f1"]))
+
+    # evaluate.py on fold 1's model and faces gives that fold's figures
+    ev = evaluate(out / "fold1" / "last.pth", tmp_path / "ev", split=str(out / "fold1_ids.txt"),
+                  image_dir=cfg["data"]["image_dir"], mask_dir=cfg["data"]["mask_dir"],
+                  amp="off", overlays=0, progress=False, log=lambda s: None)
+    assert ev["micro"]["f1"] == pytest.approx(report["folds"]["f1"][1], abs=1e-6)
+    assert ev["micro"]["jaccard"] == pytest.approx(report["folds"]["jaccard"][1], abs=1e-6)
+    assert report["folds"]["f1"][1] > 0.01
+    # the stored probabilities are float16: binned AUROC moves by a few 1e-4
+    assert ev["micro"]["auroc"] == pytest.approx(report["folds"]["auroc"][1], abs=2e-3)
+
+
+def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):
+    from utils.training import train
+
+    cfg = tiny_config(*small_data, tmp_path / "unused", epochs=3)
+    out = tmp_path / "cv"
+    folds = load_or_make_folds(out, labelled_ids(cfg, log=lambda s: None), 2, 0)
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, row):
+        if epoch == 2:
+            raise Killed
+
+    from utils.crossval import fold_config
+
+    fcfg = fold_config(cfg, out, 0, folds)
+    fcfg.pop("_keep_ids")
+    with pytest.raises(Killed):
+        train(fcfg, on_epoch_end=kill, progress=False, log=lambda s: None)
+    logs = []
+    run_fold(cfg, out, 0, folds, progress=False, log=logs.append)
+    assert any("resuming" in line for line in logs)
+    history = (out / "fold0" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3  # header and epochs 1-3, none twice
+    assert (out / "fold0" / "oof.npz").is_file()
+
+
+def test_cross_validate_script_help_and_bad_input(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = str(REPO / "bench" / "cross_validate.py")
+    res = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "out-of-fold" in res.stdout
+    res = subprocess.run([sys.executable, script, "-o", str(tmp_path / "cv"), "-c",
+                          str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    assert res.returncode == 1 and "missing.yaml: config file not found" in res.stderr
+    assert "Traceback" not in res.stderr

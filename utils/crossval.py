@@ -1,0 +1,279 @@
+"""K-fold cross-validation over the labelled faces: the protocol every recipe is judged by.
+
+Each face is predicted by the one fold model that never saw it (out of fold, OOF), and the figures
+are pooled over all faces. Fold models train for a fixed number of epochs and are scored at their
+last epoch, so nothing about a fold model is chosen on its held-out faces. Every fold also records
+its held-out metrics per epoch (history.csv), which is how the epoch count of a final model trained
+on every face is chosen out of fold.
+
+A cross-validation folder holds:
+
+    folds.json                 K, seed, the ids of each fold (fixed once written)
+    fold<k>/                   one training run folder (last.pth, history.csv, summary.json, ...)
+    fold<k>/oof.npz            the held-out faces: ids, probabilities (float16), true masks
+    report.json                the out-of-fold figures (`summarize`)
+
+Everything is resumable: a finished fold is skipped, a killed one resumes from its last.pth.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from utils.checkpoints import load_checkpoint, model_from_checkpoint
+from utils.dataset import WrinkleDataset
+from utils.errors import UserError
+from utils.io import write_json
+from utils.metrics import SegmentationMetrics
+from utils.pairs import find_pairs, resolve_pairs
+from utils.runtime import amp_dtype, resolve_device
+from utils.splits import write_ids
+from utils.training import train, validate
+
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.91, 0.05))
+
+
+def make_folds(ids: Sequence[str], k: int, seed: int) -> list[list[str]]:
+    """Split ids into k folds of near-equal size: a seeded shuffle dealt round-robin."""
+    ids = sorted(set(ids))
+    if k < 2:
+        raise UserError(f"--folds must be at least 2, got {k}")
+    if len(ids) < k:
+        raise UserError(f"{len(ids)} labelled faces cannot make {k} folds")
+    order = random.Random(seed).sample(ids, len(ids))
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def labelled_ids(cfg: dict[str, Any], log: Callable[[str], None] = print) -> list[str]:
+    """Ids of every usable image/mask pair the config's data section names."""
+    d = cfg["data"]
+    if d["mask_dir"] is None:
+        raise UserError("data.mask_dir is not set: cross-validation needs manual masks")
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False)
+    pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
+    return sorted(p.id for p in pairs)
+
+
+def load_or_make_folds(folder: Path, ids: Sequence[str], k: int, seed: int,
+                       limit: int | None = None) -> list[list[str]]:
+    """The folds of a cross-validation folder: read when present (they must match), else made.
+
+    `limit` keeps a seeded subset of the ids first (quick runs and tests).
+    """
+    ids = sorted(set(ids))
+    if limit is not None:
+        ids = sorted(random.Random(seed + 1).sample(ids, min(limit, len(ids))))
+    path = folder / "folds.json"
+    wanted = {"k": k, "seed": seed, "limit": limit}
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if {key: stored.get(key) for key in wanted} != wanted:
+            raise UserError(f"{path}: made with {({key: stored.get(key) for key in wanted})}, "
+                            f"not {wanted}; use another --out folder")
+        missing = sorted(set().union(*map(set, stored["folds"])) - set(ids))
+        if missing:
+            raise UserError(f"{path}: {len(missing)} ids of the stored folds have no image/mask "
+                            f"pair now (first: {missing[0]})")
+        return [list(f) for f in stored["folds"]]
+    folds = make_folds(ids, k, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, wanted | {"folds": folds})
+    return folds
+
+
+def fold_config(cfg: dict[str, Any], folder: Path, k: int, folds: list[list[str]]
+                ) -> dict[str, Any]:
+    """The training config of fold k: its faces are the validation split, nothing stops early."""
+    cfg = copy.deepcopy(cfg)
+    ids_file = folder / f"fold{k}_ids.txt"
+    write_ids(ids_file, folds[k])
+    keep = set().union(*map(set, folds))
+    cfg["data"].update(val_ids=str(ids_file), test_ids=None, test_fraction=0.0)
+    cfg["train"].update(run_name=f"fold{k}", out_dir=str(folder), early_stopping=0)
+    cfg["_keep_ids"] = sorted(keep)  # read by run_fold: faces outside the folds never train
+    return cfg
+
+
+def _exclude_file(folder: Path, cfg: dict[str, Any], keep: set[str]) -> str | None:
+    """An exclude-id file for faces that are labelled but outside the folds (a --limit run)."""
+    extra = sorted(set(labelled_ids(cfg, log=lambda s: None)) - keep)
+    if not extra:
+        return cfg["data"]["exclude_ids"]
+    path = folder / "outside_folds_ids.txt"
+    write_ids(path, extra)
+    return str(path)
+
+
+def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[str]],
+             progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train fold k (or resume it, or skip it when done) and write its out-of-fold predictions."""
+    folder = Path(folder)
+    fcfg = fold_config(cfg, folder, k, folds)
+    keep = set(fcfg.pop("_keep_ids"))
+    if cfg["data"]["exclude_ids"]:
+        raise UserError("data.exclude_ids cannot be combined with cross-validation: the folds "
+                        "are made from every labelled face")
+    fcfg["data"]["exclude_ids"] = _exclude_file(folder, cfg, keep)
+    run = folder / f"fold{k}"
+    oof = run / "oof.npz"
+    if oof.exists() and (run / "summary.json").exists():
+        log(f"fold {k}: done before, kept ({oof})")
+        return json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    last = run / "last.pth"
+    summary_path = run / "summary.json"
+    if last.exists() and not summary_path.exists():
+        log(f"fold {k}: resuming {last}")
+        summary = train(fcfg, resume=last, progress=progress, log=log)
+    elif summary_path.exists():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    else:
+        summary = train(fcfg, progress=progress, log=log)
+    predict_held_out(last, fcfg, folds[k], oof, progress=progress)
+    log(f"fold {k}: held-out predictions in {oof}")
+    return summary
+
+
+@torch.no_grad()
+def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out: Path,
+                     progress: bool = False) -> None:
+    """Probabilities of a fold model on its held-out faces, with their masks, as one .npz file."""
+    ckpt = load_checkpoint(checkpoint)
+    device = resolve_device(cfg["train"]["device"])
+    model = model_from_checkpoint(ckpt, str(checkpoint)).to(device)
+    model.to(memory_format=torch.channels_last)
+    d = cfg["data"]
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False)
+    by_id = {p.id: p for p in report.pairs}
+    ds = WrinkleDataset([by_id[i] for i in ids], ckpt["preprocess"])
+    loader = DataLoader(ds, batch_size=cfg["eval"]["batch_size"], shuffle=False)
+    got: dict[str, list] = {"ids": [], "probs": [], "masks": []}
+
+    def keep(batch: dict[str, Any], probs: torch.Tensor) -> None:
+        got["ids"].extend(batch["id"])
+        got["probs"].append(probs.float().cpu().numpy().astype(np.float16))
+        got["masks"].append(batch["mask"][:, 0].numpy().astype(bool))
+
+    validate(model, loader, device, amp_dtype(device, cfg["train"]["amp"]), None,
+             ckpt.get("threshold", 0.5), cfg["eval"]["auc_bins"], True, progress,
+             desc="held-out faces", on_batch=keep)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez_compressed(tmp, ids=np.array(got["ids"]), probs=np.concatenate(got["probs"]),
+                        masks=np.concatenate(got["masks"]))
+    tmp.replace(out)
+
+
+def read_oof(folder: str | Path, k: int) -> dict[str, np.ndarray]:
+    """One fold's held-out predictions (ids, float16 probabilities, bool masks)."""
+    path = Path(folder) / f"fold{k}" / "oof.npz"
+    if not path.exists():
+        raise UserError(f"{path}: fold {k} has no held-out predictions yet; run its training first")
+    with np.load(path) as z:
+        return {key: z[key] for key in ("ids", "probs", "masks")}
+
+
+def _metrics(parts: list[dict[str, np.ndarray]], threshold: float, bins: int) -> dict[str, Any]:
+    m = SegmentationMetrics(threshold=threshold, bins=bins)
+    for part in parts:
+        for i in range(0, len(part["ids"]), 16):
+            m.update(torch.from_numpy(part["probs"][i:i + 16].astype(np.float32)),
+                     torch.from_numpy(part["masks"][i:i + 16]), list(part["ids"][i:i + 16]))
+    return m.compute()
+
+
+def pooled_f1(parts: list[dict[str, np.ndarray]], thresholds: Sequence[float]) -> list[float]:
+    """Pooled F1 over every face of `parts` at each threshold (fast: counts only)."""
+    probs = np.concatenate([p["probs"].reshape(-1) for p in parts]).astype(np.float32)
+    truth = np.concatenate([p["masks"].reshape(-1) for p in parts])
+    out = []
+    for t in thresholds:
+        pred = probs > t
+        tp = float(np.count_nonzero(pred & truth))
+        denom = float(np.count_nonzero(pred)) + float(np.count_nonzero(truth))
+        out.append(2 * tp / denom if denom else float("nan"))
+    return out
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _histories(folder: Path, k: int) -> list[list[dict[str, float]]]:
+    out = []
+    for i in range(k):
+        path = folder / f"fold{i}" / "history.csv"
+        with path.open(encoding="utf-8") as f:
+            out.append([{key: float(v) for key, v in row.items() if v not in ("", None)}
+                        for row in csv.DictReader(f)])
+    return out
+
+
+def summarize(folder: str | Path, threshold: float = 0.5, bins: int = 200,
+              thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+    """The out-of-fold report of a finished cross-validation folder (also written as report.json).
+
+    pooled: every face's held-out prediction, pooled (F1, Jaccard, precision, recall, F1 with a
+    1 px tolerance, AUROC, AP); folds: each fold's pooled figures, and their mean and standard
+    deviation (the fold spread); threshold: the pooled F1 at each candidate threshold and the best
+    one; epochs: the mean held-out F1 of the folds at each epoch, and the best epoch count.
+    """
+    folder = Path(folder)
+    stored = json.loads((folder / "folds.json").read_text(encoding="utf-8"))
+    k = stored["k"]
+    parts = [read_oof(folder, i) for i in range(k)]
+    pooled = _metrics(parts, threshold, bins)
+    per_fold = [_metrics([p], threshold, bins) for p in parts]
+    keys = ("f1", "jaccard", "precision", "recall", "f1_tol1", "macro_f1", "auroc",
+            "average_precision")
+    folds = {key: [f[key] for f in per_fold] for key in keys}
+    spread = {key: dict(zip(("mean", "sd"), _mean_sd(v), strict=True)) for key, v in folds.items()}
+    f1s = pooled_f1(parts, thresholds)
+    best = max(range(len(thresholds)), key=lambda i: (f1s[i], -abs(thresholds[i] - threshold)))
+    hist = _histories(folder, k)
+    n_epochs = min(len(h) for h in hist)
+    curve = [statistics.fmean(h[e]["f1"] for h in hist) for e in range(n_epochs)]
+    seconds = sum(sum(r.get("seconds", 0.0) for r in h) for h in hist)
+    report = {
+        "faces": int(sum(len(p["ids"]) for p in parts)), "k": k, "seed": stored["seed"],
+        "threshold": threshold, "pooled": pooled, "folds": folds, "fold_spread": spread,
+        "thresholds": {"candidates": list(thresholds), "pooled_f1": f1s,
+                       "best": thresholds[best], "best_f1": f1s[best]},
+        "epochs": {"mean_held_out_f1": curve,
+                   "best": int(np.argmax(curve)) + 1 if curve else None},
+        "training_cpu_minutes": seconds / 60,
+    }
+    write_json(folder / "report.json", report)
+    return report
+
+
+def format_report(report: dict[str, Any], name: str = "") -> str:
+    """A few plain lines for the terminal."""
+    p, s, t = report["pooled"], report["fold_spread"], report["thresholds"]
+    lines = [
+        f"{name + ': ' if name else ''}{report['faces']} faces, {report['k']} folds, "
+        f"threshold {report['threshold']}",
+        f"  out-of-fold pooled F1 {p['f1']:.4f}  (folds {s['f1']['mean']:.4f} +- "
+        f"{s['f1']['sd']:.4f})  Jaccard {p['jaccard']:.4f}  precision {p['precision']:.4f}  "
+        f"recall {p['recall']:.4f}",
+        f"  F1 with 1 px tolerance {p['f1_tol1']:.4f}  per-image F1 {p['macro_f1']:.4f}  "
+        f"AUROC {p['auroc']:.4f}  AP {p['average_precision']:.4f}",
+        f"  best threshold out of fold {t['best']} (pooled F1 {t['best_f1']:.4f})",
+    ]
+    e = report["epochs"]
+    if e["best"] is not None:
+        curve = e["mean_held_out_f1"]
+        lines.append(f"  held-out F1 by epoch: best at epoch {e['best']} of {len(curve)} "
+                     f"({curve[e['best'] - 1]:.4f}; last {curve[-1]:.4f})")
+    lines.append(f"  training: {report['training_cpu_minutes']:.1f} minutes (sum over folds)")
+    return "\n".join(lines)
+
