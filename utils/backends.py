@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,40 @@ class OpenVINOModule(torch.nn.Module):
                   "PERFORMANCE_HINT": "LATENCY"}
         self.precision = "bf16" if bf16 else "fp32"
         self.compiled = core().compile_model(ov_model, "CPU", config)
+        # Calling a compiled model reuses one infer request: two threads (the app's two tabs,
+        # or predictors sharing this module) must take turns.
+        self._lock = threading.Lock()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return torch.from_numpy(np.array(self.compiled(arr)[0], dtype=np.float32))
+        with self._lock:
+            return torch.from_numpy(np.array(self.compiled(arr)[0], dtype=np.float32))
 
 
-def to_openvino(model: torch.nn.Module, in_channels: int, bf16: bool) -> OpenVINOModule:
-    """Convert a (BatchNorm-folded, float32) torch model and compile it for the CPU."""
+_COMPILED: dict[tuple, OpenVINOModule] = {}
+
+
+def to_openvino(model: torch.nn.Module, in_channels: int, bf16: bool,
+                cache_key: tuple | None = None) -> OpenVINOModule:
+    """Convert a (BatchNorm-folded, float32) torch model and compile it for the CPU.
+
+    Converting and compiling take seconds; with a `cache_key` (the checkpoint file's path, size
+    and time) a second predictor of the same file in this process reuses the compiled model.
+    """
+    key = None if cache_key is None else (*cache_key, in_channels, bf16)
+    if key is not None and key in _COMPILED:
+        return _COMPILED[key]
     model = model.float().eval().to(memory_format=torch.contiguous_format)
-    return OpenVINOModule(convert_model(model, in_channels), bf16)
+    module = OpenVINOModule(convert_model(model, in_channels), bf16)
+    if key is not None:
+        _COMPILED[key] = module
+    return module
+
+
+def file_key(path: str | Path) -> tuple:
+    """What identifies a model file's content for the compiled-model cache."""
+    st = Path(path).stat()
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def convert_model(model: torch.nn.Module, channels: int) -> Any:

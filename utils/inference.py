@@ -317,6 +317,7 @@ class WrinklePredictor:
         from utils.backends import (
             EXPORTED_SUFFIXES,
             OpenVINOModule,
+            file_key,
             load_exported,
             resolve_backend,
             to_openvino,
@@ -356,7 +357,8 @@ class WrinklePredictor:
         if self.backend == "openvino" and not isinstance(self.loaded.model, OpenVINOModule):
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = to_openvino(model, int(self.loaded.recipe.get("in_channels", 3)),
-                                            self.dtype == torch.bfloat16)
+                                            self.dtype == torch.bfloat16,
+                                            cache_key=file_key(checkpoint))
         elif self.backend == "torch":
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
