@@ -250,7 +250,7 @@ def summarize(folder: str | Path, threshold: float = 0.5, bins: int = 200,
                        "best": thresholds[best], "best_f1": f1s[best]},
         "epochs": {"mean_held_out_f1": curve,
                    "best": int(np.argmax(curve)) + 1 if curve else None},
-        "training_cpu_minutes": seconds / 60,
+        "training_fold_minutes": seconds / 60,
     }
     write_json(folder / "report.json", report)
     return report
@@ -274,6 +274,7 @@ def format_report(report: dict[str, Any], name: str = "") -> str:
         curve = e["mean_held_out_f1"]
         lines.append(f"  held-out F1 by epoch: best at epoch {e['best']} of {len(curve)} "
                      f"({curve[e['best'] - 1]:.4f}; last {curve[-1]:.4f})")
-    lines.append(f"  training: {report['training_cpu_minutes']:.1f} minutes (sum over folds)")
+    lines.append(f"  training: {report['training_fold_minutes']:.1f} fold-minutes (sum of the folds' "
+                 "training times; less wall time with --jobs)")
     return "\n".join(lines)
 
