@@ -303,7 +303,7 @@ def test_skeleton_recall_counts_lines_by_length_not_width():
     DiceFocalLoss(skeleton_weight=1.0)(z, t).backward()
     assert torch.isfinite(z.grad).all() and z.grad[0, 0, 20, 30] < 0  # pushes the line up
     empty = skeleton_recall_loss(z, torch.zeros_like(t))
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
     valid = torch.ones_like(t, dtype=torch.bool)
     valid[0, 0, 16:] = False  # only the fold is valid: the wide-only prediction is perfect
     assert float(skeleton_recall_loss(wide_only, t, valid)) == pytest.approx(0.0, abs=1e-6)
