@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in wanted if not 0 <= k < len(folds)]
     if bad:
         raise UserError(f"--fold {bad[0]}: there are folds 0..{len(folds) - 1}")
-    cores = os.cpu_count() or 1
-    threads = args.threads or max(1, cores // args.jobs)
+    threads = args.threads or os.cpu_count() or 1  # one fold at a time here: every core
     if not args.report_only:
         if args.jobs == 1 or len(wanted) == 1:
             import torch
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fold {k + 1}/{len(folds)} ({len(folds[k])} held-out faces)", flush=True)
                 run_fold(cfg, out, k, folds, progress=not args.no_progress)
         else:
-            _run_children(args, argv, wanted, threads, out)
+            _run_children(args, argv, wanted, out)
     if args.fold and len(wanted) < len(folds):
         return 0
     report = summarize(out, threshold=cfg["eval"]["threshold"], bins=cfg["eval"]["auc_bins"])
@@ -99,25 +98,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_children(args: argparse.Namespace, argv: list[str] | None, wanted: list[int],
-                  threads: int, out: Path) -> None:
+                  out: Path) -> None:
     """Train folds in child processes, `args.jobs` at a time; each logs to fold<k>/log.txt."""
-    base = _without(list(sys.argv[1:] if argv is None else argv), {"-j", "--jobs", "--threads", "--fold"})
+    from utils.crossval import next_batch
+
+    base = _without(list(sys.argv[1:] if argv is None else argv),
+                    {"-j", "--jobs", "--threads", "--fold"})
     pending, running, failed = list(wanted), {}, []
     cores = os.cpu_count() or 1
     started = time.time()
     while pending or running:
-        while pending and len(running) < args.jobs:
-            if len(pending) < args.jobs and running:
-                break  # the last folds wait for the CPU to be free, then share every core
-            n = threads if len(pending) >= args.jobs else max(1, cores // len(pending))
-            k = pending.pop(0)
-            log_path = out / f"fold{k}" / "log.txt"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, str(Path(__file__).resolve()), *base, "--fold", str(k),
-                   "--threads", str(n), "--no-progress"]
-            log = log_path.open("a", encoding="utf-8")
-            running[k] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-            print(f"fold {k}: started ({n} threads), log {log_path}", flush=True)
+        batch, n = next_batch(pending, len(running), args.jobs, cores, args.threads)
+        if batch:
+            del pending[:len(batch)]
+            for k in batch:
+                log_path = out / f"fold{k}" / "log.txt"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                cmd = [sys.executable, str(Path(__file__).resolve()), *base, "--fold", str(k),
+                       "--threads", str(n), "--no-progress"]
+                log = log_path.open("a", encoding="utf-8")
+                running[k] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+                print(f"fold {k}: started ({n} threads), log {log_path}", flush=True)
         time.sleep(2)
         for k, (proc, log) in list(running.items()):
             if proc.poll() is None:

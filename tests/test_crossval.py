@@ -138,3 +138,25 @@ def test_cross_validate_script_help_and_bad_input(tmp_path, capsys):
                           str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert res.returncode == 1 and "missing.yaml: config file not found" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_schedule_fills_both_cores_and_gives_the_last_fold_every_core():
+    from utils.crossval import next_batch
+
+    def simulate(n_folds, jobs, cores):
+        pending, running, starts = list(range(n_folds)), [], []
+        while pending or running:
+            batch, n = next_batch(pending, len(running), jobs, cores)
+            del pending[:len(batch)]
+            running += batch
+            starts += [(k, n) for k in batch]
+            if not batch:
+                running.pop(0)  # the oldest fold finishes
+        return starts
+
+    # five folds, two at a time on two cores: 0+1, 2+3 with one thread, then 4 alone with two
+    assert simulate(5, 2, 2) == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 2)]
+    assert simulate(2, 2, 2) == [(0, 1), (1, 1)]  # two folds, two jobs: side by side
+    assert simulate(3, 1, 2) == [(0, 2), (1, 2), (2, 2)]
+    assert next_batch([4], 1, 2, 2) == ([], 0)  # the last fold waits for a free CPU
+    assert next_batch([0, 1], 0, 2, 2, threads=3) == ([0, 1], 3)

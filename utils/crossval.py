@@ -173,6 +173,23 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
     tmp.replace(out)
 
 
+def next_batch(pending: list[int], running: int, jobs: int, cores: int,
+               threads: int | None = None) -> tuple[list[int], int]:
+    """Folds to start now in child processes, and the torch threads each gets.
+
+    Up to `jobs` folds run at once with cores/jobs threads. The last folds, too few to fill
+    every slot, wait until nothing runs and then share every core (five folds on two cores:
+    two pairs with one thread each, then the fifth with two). `threads` overrides the count.
+    """
+    free = jobs - running
+    tail = len(pending) < jobs
+    if not pending or free <= 0 or (tail and running):
+        return [], 0
+    batch = pending[:free]
+    n = max(1, cores // len(batch)) if tail else max(1, cores // jobs)
+    return batch, threads or n
+
+
 def read_oof(folder: str | Path, k: int) -> dict[str, np.ndarray]:
     """One fold's held-out predictions (ids, float16 probabilities, bool masks)."""
     path = Path(folder) / f"fold{k}" / "oof.npz"
