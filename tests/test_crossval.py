@@ -96,6 +96,31 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
     # the stored probabilities are float16: binned AUROC moves by a few 1e-4
     assert ev["micro"]["auroc"] == pytest.approx(report["folds"]["auroc"][1], abs=2e-3)
 
+    # a model exported with the report carries its figures and the best out-of-fold threshold
+    from tests.conftest import IMAGES
+    from utils.checkpoints import load_checkpoint
+    from utils.export import check_reference, main
+
+    dst = tmp_path / "shipped.pth"
+    faces = [IMAGES / f"{i}.jpg" for i in folds[0][:2]]
+    assert main([str(out / "fold1" / "last.pth"), str(dst), "--half", "--oof-report",
+                 str(out / "report.json"), "--threshold", "oof", "--check-images",
+                 *map(str, faces)]) == 0
+    shipped = load_checkpoint(dst)
+    oof = shipped["out_of_fold"]
+    assert shipped["threshold"] == oof["threshold"] == t["best"]
+    assert oof["f1_at_threshold"] == t["best_f1"] and oof["k"] == 3 and oof["faces"] == 16
+    assert oof["pooled_at_report_threshold"]["f1"] == report["pooled"]["f1"]
+    assert oof["fold_f1"] == report["folds"]["f1"]
+    assert shipped["fp32_reference"]["images"] == [f.name for f in faces]
+    agree = check_reference(dst, IMAGES)
+    assert sorted(agree) == sorted(f.name for f in faces) and min(agree.values()) >= 0.995
+    with pytest.raises(UserError, match="no out-of-fold F1"):
+        main([str(out / "fold1" / "last.pth"), str(tmp_path / "x.pth"), "--oof-report",
+              str(out / "report.json"), "--threshold", "0.123"])
+    with pytest.raises(UserError, match="needs --oof-report"):
+        main([str(out / "fold1" / "last.pth"), str(tmp_path / "x.pth"), "--threshold", "oof"])
+
 
 def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):
     from utils.training import train
@@ -114,7 +139,6 @@ def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):
     from utils.crossval import fold_config
 
     fcfg = fold_config(cfg, out, 0, folds)
-    fcfg.pop("_keep_ids")
     with pytest.raises(Killed):
         train(fcfg, on_epoch_end=kill, progress=False, log=lambda s: None)
     logs = []

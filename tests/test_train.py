@@ -51,6 +51,28 @@ def test_training_lowers_loss_and_writes_checkpoints(small_data, tmp_path):
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
 
 
+def test_training_on_every_face_runs_the_fixed_epochs_and_keeps_the_last(small_data, tmp_path):
+    cfg = tiny_config(*small_data, tmp_path / "cp", epochs=3)
+    cfg["data"]["val_fraction"] = 0.0
+    with pytest.raises(UserError, match="early_stopping"):
+        train(cfg, progress=False, log=lambda s: None)
+    assert not (tmp_path / "cp" / "t").exists()  # refused before any run folder is made
+    cfg["train"]["early_stopping"] = 0
+    lines: list[str] = []
+    summary = train(cfg, progress=False, log=lines.append)
+    run = tmp_path / "cp" / "t"
+    assert (run / "train_ids.txt").read_text().split() == sorted(p.stem for p in
+                                                               small_data[1].glob("*.png"))
+    assert (run / "val_ids.txt").read_text() == ""
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3
+    best, last = load_checkpoint(run / "best.pth"), load_checkpoint(run / "last.pth")
+    assert best["epoch"] == last["epoch"] == 3 and best["metrics"] == {}
+    assert all(torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
+    assert any("no validation faces" in line for line in lines)
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [r["f1"] for r in rows] == ["", "", ""] and all(float(r["train_loss"]) > 0 for r in rows)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_killed_run_resumes_where_it_stopped(small_data, tmp_path, workers):
     def config(out):

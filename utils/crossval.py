@@ -100,10 +100,8 @@ def fold_config(cfg: dict[str, Any], folder: Path, k: int, folds: list[list[str]
     cfg = copy.deepcopy(cfg)
     ids_file = folder / f"fold{k}_ids.txt"
     write_ids(ids_file, folds[k])
-    keep = set().union(*map(set, folds))
     cfg["data"].update(val_ids=str(ids_file), test_ids=None, test_fraction=0.0)
     cfg["train"].update(run_name=f"fold{k}", out_dir=str(folder), early_stopping=0)
-    cfg["_keep_ids"] = sorted(keep)  # read by run_fold: faces outside the folds never train
     return cfg
 
 
@@ -122,11 +120,11 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
     """Train fold k (or resume it, or skip it when done) and write its out-of-fold predictions."""
     folder = Path(folder)
     fcfg = fold_config(cfg, folder, k, folds)
-    keep = set(fcfg.pop("_keep_ids"))
     if cfg["data"]["exclude_ids"]:
         raise UserError("data.exclude_ids cannot be combined with cross-validation: the folds "
                         "are made from every labelled face")
-    fcfg["data"]["exclude_ids"] = _exclude_file(folder, cfg, keep)
+    # Faces outside the folds (a --limit run) never train.
+    fcfg["data"]["exclude_ids"] = _exclude_file(folder, cfg, set().union(*map(set, folds)))
     run = folder / f"fold{k}"
     oof = run / "oof.npz"
     if oof.exists() and (run / "summary.json").exists():

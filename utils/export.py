@@ -3,6 +3,8 @@
 precision if asked, with its recipe, split, metrics and an optional new decision threshold.
 
     python utils/export.py res/cp/my-run/best.pth res/cp/my_model.pth --half --threshold 0.4
+    python utils/export.py res/cp/final/last.pth res/cp/my_model.pth --half \
+        --oof-report runs/cv/my-recipe/report.json --threshold oof --check-images examples/*.jpg
     python utils/export.py res/cp/my-run/best.pth res/cp/my_model.safetensors
     python utils/export.py res/cp/default_ffhq256.pth out/wrinkle.onnx
     python utils/export.py res/cp/stage2_unet.pth out/official.xml --format openvino
@@ -13,14 +15,22 @@ threshold, so predict.py and app.py load them on their own (-m out/wrinkle.onnx)
 
 The exported file loads like any checkpoint of this project (weights are cast back to float32 on
 loading). With --check-images, the masks of the exported weights are compared with the original's
-on real faces, and the export is refused if fewer than 99.5 % of pixels agree.
+on real faces, and the export is refused if fewer than 99.5 % of pixels agree; the original's
+float32 masks of those faces are stored in the file (`fp32_reference`), so that anyone can check
+later that the shipped weights still give them (`check_reference`). With --oof-report, the
+cross-validation figures of the model's recipe (bench/cross_validate.py) are stored with it, and
+`--threshold oof` takes the threshold that was best out of fold.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,12 +40,64 @@ from utils.errors import UserError, run_cli
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "history", "stale_epochs")
 
 
+def out_of_fold_summary(report_path: str | Path, threshold: float | None) -> dict[str, Any]:
+    """The figures of a cross-validation report worth carrying in a model file.
+
+    `threshold` None: the threshold that was best out of fold. The pooled F1 at the chosen
+    threshold is the one read from the report's threshold table, never recomputed elsewhere.
+    """
+    path = Path(report_path)
+    try:
+        rep = json.loads(path.read_text(encoding="utf-8"))
+        table = dict(zip(rep["thresholds"]["candidates"], rep["thresholds"]["pooled_f1"],
+                         strict=True))
+        best = rep["thresholds"]["best"]
+        pooled, spread = rep["pooled"], rep["fold_spread"]["f1"]
+        k, faces = rep["k"], rep["faces"]
+    except FileNotFoundError:
+        raise UserError(f"{path}: cross-validation report not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a report of bench/cross_validate.py ({e})") from None
+    thr = float(best) if threshold is None else float(threshold)
+    match = [c for c in table if abs(c - thr) < 1e-9]
+    if not match:
+        raise UserError(f"--threshold {thr}: {path} has no out-of-fold F1 at it (its candidates: "
+                        f"{', '.join(f'{c:g}' for c in table)})")
+    return {"report": str(path), "k": k, "faces": faces, "fold_seed": rep.get("seed"),
+            "threshold": thr, "f1_at_threshold": float(table[match[0]]),
+            "best_threshold": float(best),
+            "pooled_at_report_threshold": {"threshold": rep["threshold"], **pooled},
+            "fold_f1_mean": spread["mean"], "fold_f1_sd": spread["sd"],
+            "fold_f1": rep["folds"]["f1"]}
+
+
+def fp32_masks(checkpoint: str | Path, images: list[Path], threshold: float | None = None
+               ) -> list[np.ndarray]:
+    """Masks of a checkpoint in plain float32 torch inference on aligned faces (as trained)."""
+    from utils.images import load_image
+    from utils.inference import WrinklePredictor
+
+    pred = WrinklePredictor(checkpoint, precision="fp32", face_region="none", backend="torch")
+    return [pred.predict_aligned(load_image(p), threshold).mask for p in images]
+
+
 def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
-                      threshold: float | None = None, note: str | None = None) -> dict:
+                      threshold: float | None = None, note: str | None = None,
+                      oof_report: str | Path | None = None, threshold_from_oof: bool = False,
+                      reference_images: list[Path] | None = None) -> dict:
     """Write the slimmed checkpoint; return it."""
+    import torch
+
     from utils.checkpoints import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(src)
+    if threshold_from_oof and oof_report is None:
+        raise UserError("--threshold oof needs --oof-report")
+    if oof_report is not None:
+        oof = out_of_fold_summary(oof_report, None if threshold_from_oof else
+                                  (threshold if threshold is not None
+                                   else ckpt.get("threshold", 0.5)))
+        threshold = oof["threshold"]
     out = {k: v for k, v in ckpt.items() if k not in (*RESUME_KEYS, "format", "format_version")}
     if half:
         out["state_dict"] = {k: v.half() if v.is_floating_point() else v
@@ -45,6 +107,15 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
         if not 0 < threshold < 1:
             raise UserError(f"--threshold must be between 0 and 1, got {threshold}")
         out["threshold"] = float(threshold)
+    if oof_report is not None:
+        out["out_of_fold"] = oof
+    if reference_images:
+        thr = float(out.get("threshold", 0.5))
+        masks = fp32_masks(src, reference_images, thr)
+        out["fp32_reference"] = {
+            "images": [p.name for p in reference_images], "threshold": thr,
+            "shapes": [list(m.shape) for m in masks],
+            "masks": [torch.from_numpy(np.packbits(m.astype(bool).ravel())) for m in masks]}
     out["exported_from"] = str(src)
     if note:
         out["note"] = note
@@ -69,19 +140,43 @@ def export_deployable(src: str | Path, dst: str | Path, fmt: str) -> Path:
     return export_onnx(loaded, dst) if fmt == "onnx" else export_openvino(loaded, dst)
 
 
+def check_reference(checkpoint: str | Path, image_dir: str | Path, backend: str = "torch",
+                    precision: str = "fp32") -> dict[str, float]:
+    """Share of pixels where the file's masks equal its stored float32 reference, per image.
+
+    The reference was made from the float32 weights before export; a float16 file must give
+    (nearly) the same masks, in every backend.
+    """
+    from utils.checkpoints import load_checkpoint
+    from utils.images import load_image
+    from utils.inference import WrinklePredictor
+
+    ref = load_checkpoint(checkpoint).get("fp32_reference")
+    if not ref:
+        raise UserError(f"{checkpoint}: holds no fp32_reference (export it with --check-images)")
+    pred = WrinklePredictor(checkpoint, precision=precision, face_region="none", backend=backend)
+    out = {}
+    for name, shape, packed in zip(ref["images"], ref["shapes"], ref["masks"], strict=True):
+        path = Path(image_dir) / name
+        if not path.is_file():
+            raise UserError(f"{path}: reference image of {checkpoint} not found")
+        want = np.unpackbits(packed.numpy(), count=int(np.prod(shape))).reshape(shape).astype(bool)
+        got = pred.predict_aligned(load_image(path), ref["threshold"]).mask.astype(bool)
+        out[name] = float((got == want).mean())
+    return out
+
+
 def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     """Smallest per-image share of equal mask pixels between two checkpoints (fp32 inference,
     both at the first one's threshold: this checks the weights, not a changed threshold)."""
     from utils.images import load_image
     from utils.inference import WrinklePredictor
 
-    pa = WrinklePredictor(a, precision="fp32", face_region="none", backend="torch")
     pb = WrinklePredictor(b, precision="fp32", face_region="none", backend="auto")
+    thr = WrinklePredictor(a, face_region="none", backend="torch").threshold
     worst = 1.0
-    for path in images:  # aligned faces: the model on the image itself, as it was trained
-        img = load_image(path)
-        thr = pa.threshold
-        ma, mb = pa.predict_aligned(img, thr).mask, pb.predict_aligned(img, thr).mask
+    for path, ma in zip(images, fp32_masks(a, images, thr), strict=True):
+        mb = pb.predict_aligned(load_image(path), thr).mask
         worst = min(worst, float((ma == mb).mean()))
     return worst
 
@@ -94,11 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=["auto", "pth", "onnx", "openvino"], default="auto",
                    help="auto: from the output's suffix")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
-    p.add_argument("-t", "--threshold", type=float, help="a new decision threshold")
+    p.add_argument("-t", "--threshold",
+                   help="a new decision threshold, or 'oof': the best one of --oof-report")
+    p.add_argument("--oof-report", type=Path, metavar="REPORT",
+                   help="report.json of the recipe's cross-validation: its out-of-fold figures "
+                        "go into the file")
     p.add_argument("--note", help="a free-text note stored in the file")
     p.add_argument("--check-images", nargs="+", type=Path, metavar="IMAGE",
-                   help="real faces on which the export's masks must agree with the source's")
+                   help="aligned faces on which the export's masks must agree with the source's; "
+                        "the source's float32 masks of them are stored in the file")
     args = p.parse_args(argv)
+    from_oof = args.threshold == "oof"
+    threshold = None
+    if args.threshold is not None and not from_oof:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            raise UserError(f"--threshold {args.threshold}: neither a number nor 'oof'") from None
+    for img in args.check_images or []:
+        if not img.is_file():
+            raise UserError(f"{img}: --check-images file not found")
     if Path(args.dst).resolve() == Path(args.src).resolve():
         raise UserError(f"{args.dst}: the output would overwrite the input")
     suffix = Path(args.dst).suffix
@@ -108,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.dst}: a {fmt} model is written to a "
                         f"{'.onnx' if fmt == 'onnx' else '.xml'} file")
     if fmt == "pth":
-        export_checkpoint(args.src, args.dst, args.half, args.threshold, args.note)
+        export_checkpoint(args.src, args.dst, args.half, threshold, args.note, args.oof_report,
+                          from_oof, args.check_images)
     else:
-        if args.half or args.threshold is not None or args.note:
-            raise UserError("--half, --threshold and --note apply to .pth/.safetensors exports")
+        if args.half or args.threshold is not None or args.note or args.oof_report:
+            raise UserError("--half, --threshold, --oof-report and --note apply to "
+                            ".pth/.safetensors exports")
         export_deployable(args.src, args.dst, fmt)
     size = sum(f.stat().st_size for f in (Path(args.dst), Path(args.dst).with_suffix(".bin"))
                if f.is_file() and (f == Path(args.dst) or suffix == ".xml")) / 1e6

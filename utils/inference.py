@@ -161,7 +161,10 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
     model = model_from_checkpoint(ckpt, str(path))
     m = ckpt["model"]
     metrics = ckpt.get("metrics") or {}
+    oof = ckpt.get("out_of_fold") or {}
     f1 = f", val F1 {metrics['f1']:.3f}" if "f1" in metrics else ""
+    if oof:
+        f1 = f", out-of-fold F1 {oof['f1_at_threshold']:.3f}"
     size = ckpt["preprocess"].get("image_size") or "native"
     name = f"{path.stem} ({m['name']}, width {m['base_channels']}, {size} px{f1})"
     split = ckpt.get("split") or {}
@@ -170,7 +173,10 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
     if split.get("train"):
         about += (f", trained on {len(split['train'])} FFHQ faces with hand-drawn wrinkle "
                   "masks")
-    if "f1" in metrics and split.get("val"):
+    if oof:
+        about += (f"; its recipe scores F1 {oof['f1_at_threshold']:.3f} on faces the models "
+                  f"never saw ({oof['k']}-fold cross-validation over {oof['faces']} faces)")
+    elif "f1" in metrics and split.get("val"):
         about += (f"; validation F1 {metrics['f1']:.3f} on {len(split['val'])} faces it did "
                   "not train on")
     return LoadedModel("ours", name, dict(ckpt["preprocess"]), float(ckpt.get("threshold", 0.5)),

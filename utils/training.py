@@ -190,6 +190,13 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     missing = [i for i in split["train"] + split["val"] if i not in by_id]
     if missing:
         raise UserError(f"{len(missing)} ids of the split have no usable pair (first: {missing[0]})")
+    has_val = bool(split["val"])
+    if not has_val and t["early_stopping"]:
+        raise UserError("train.early_stopping needs validation faces; with none (data.val_fraction "
+                        "0, every face trains) set --set train.early_stopping=0")
+    if not has_val and t["scheduler"] == "plateau":
+        raise UserError("train.scheduler plateau needs validation faces; with none (data."
+                        "val_fraction 0) use cosine, cosine_restarts or none")
     run_dir, cfg = _prepare_run(cfg, resumed)  # only now: bad data leaves no empty run folder
     if info.main:
         save_split(split, run_dir)
@@ -197,6 +204,10 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     log(f"run folder: {run_dir}  (train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])} held out)"
         + (f"; {info.world} processes, batch {t['batch_size']} each" if info.enabled else ""))
+    if not has_val:
+        log(f"no validation faces: every pair trains for exactly {t['epochs']} epochs and the "
+            "last epoch is the model (best.pth = last.pth); choose the epoch count by "
+            "cross-validation (bench/cross_validate.py)")
 
     recipe = input_recipe(cfg)
     if recipe["image_size"] is None:  # native size: record it, so inference resizes photos to it
@@ -279,8 +290,8 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
                                   device, dtype, t, epoch, progress, last_path)
-        val, _ = validate(model, val_loader, device, dtype, criterion, threshold,
-                          cfg["eval"]["auc_bins"], t["channels_last"], progress)
+        val = validate(model, val_loader, device, dtype, criterion, threshold,
+                       cfg["eval"]["auc_bins"], t["channels_last"], progress)[0] if has_val else {}
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val["jaccard"])
@@ -290,13 +301,17 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
         history.append(row)
         # Manual masks: the best validation Jaccard. Weak labels (stage 1): the lowest
         # validation loss, since pixel metrics against grey-level targets mean little.
-        score = val["jaccard"] if d["target"] == "manual" else -val["val_loss"]
+        # Without validation faces the newest epoch is the model.
+        if not has_val:
+            score = float(epoch)
+        else:
+            score = val["jaccard"] if d["target"] == "manual" else -val["val_loss"]
         improved = score > best
         if improved:
             best, stale = score, 0
         else:
             stale += 1
-        metrics = {k: val[k] for k in HISTORY_FIELDS[4:12]} | {"val_loss": val["val_loss"]}
+        metrics = {k: val[k] for k in [*HISTORY_FIELDS[4:12], "val_loss"] if k in val}
         if improved and info.main:
             save_checkpoint(best_path, base_payload | {
                 "state_dict": state_dict_copy(raw_model), "epoch": epoch, "metrics": metrics,
@@ -310,9 +325,10 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
             "rng": rng_state(), "history": history, "best_score": best, "stale_epochs": stale})
             write_text(run_dir / "history.csv", _history_csv(history))
         distributed.barrier()
-        log(f"epoch {epoch}/{t['epochs']}  loss {train_loss:.4f}  val loss {val['val_loss']:.4f}  "
-            f"F1 {val['f1']:.4f}  Jaccard {val['jaccard']:.4f}  AUROC {val['auroc']:.4f}"
-            f"{'  (best)' if improved else ''}  {row['seconds']:.0f}s")
+        scores = (f"  val loss {val['val_loss']:.4f}  F1 {val['f1']:.4f}  Jaccard "
+                  f"{val['jaccard']:.4f}  AUROC {val['auroc']:.4f}{'  (best)' if improved else ''}"
+                  if has_val else "")
+        log(f"epoch {epoch}/{t['epochs']}  loss {train_loss:.4f}{scores}  {row['seconds']:.0f}s")
         if wandb_run is not None:
             wandb_run.log(row, step=epoch)
         if on_epoch_end is not None:
@@ -323,8 +339,11 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     if wandb_run is not None:
         wandb_run.finish()
     weak = d["target"] == "weak"
-    best_row = max(history, key=lambda r: -r["val_loss"] if weak else r["jaccard"]) \
-        if history else {}
+    if not has_val:
+        best_row = history[-1] if history else {}
+    else:
+        best_row = max(history, key=lambda r: -r["val_loss"] if weak else r["jaccard"]) \
+            if history else {}
     summary = {"run_dir": str(run_dir), "best_checkpoint": str(best_path),
                "last_checkpoint": str(last_path), "best_epoch": best_row.get("epoch"),
                "best": best_row, "epochs_run": len(history), "device": str(device),
