@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fold", type=int, action="append",
                    help="run only this fold (repeatable); the report needs every fold")
     p.add_argument("--report-only", action="store_true", help="only summarise finished folds")
+    p.add_argument("--overlay", nargs="+", metavar="ID", default=[],
+                   help="also write <out>/overlays/<id>.png: the face beside its out-of-fold "
+                        "prediction (at the best threshold out of fold) and its mask")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -94,7 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     report = summarize(out, threshold=cfg["eval"]["threshold"], bins=cfg["eval"]["auc_bins"])
     print(format_report(report, out.name))
     print(f"report: {out / 'report.json'}")
+    if args.overlay:
+        _write_overlays(cfg, out, args.overlay, report["thresholds"]["best"])
     return 0
+
+
+def _write_overlays(cfg: dict, out: Path, ids: list[str], threshold: float) -> None:
+    from utils.crossval import held_out_overlay
+    from utils.images import load_image
+    from utils.pairs import find_pairs
+    from utils.visualize import write_png
+
+    d = cfg["data"]
+    pairs = {p.id: p for p in find_pairs(d["image_dir"], d["mask_dir"], progress=False).pairs}
+    for face_id in ids:
+        if face_id not in pairs:
+            raise UserError(f"--overlay {face_id}: no image/mask pair of that id in "
+                            f"{d['image_dir']}")
+        dst = out / "overlays" / f"{face_id}.png"
+        write_png(dst, held_out_overlay(out, face_id, load_image(pairs[face_id].image),
+                                        threshold))
+        print(f"written {dst} (threshold {threshold})")
 
 
 def _run_children(args: argparse.Namespace, argv: list[str] | None, wanted: list[int],

@@ -96,6 +96,27 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
     # the stored probabilities are float16: binned AUROC moves by a few 1e-4
     assert ev["micro"]["auroc"] == pytest.approx(report["folds"]["auroc"][1], abs=2e-3)
 
+    # the picture of a held-out face: the photo, then its stored prediction against its mask
+    from utils.crossval import held_out_overlay
+    from utils.images import load_image
+    from utils.visualize import GREEN, YELLOW
+
+    face = folds[2][0]
+    part = read_oof(out, 2)
+    i = list(part["ids"]).index(face)
+    probs, truth = part["probs"][i].astype(np.float32), part["masks"][i]
+    thr = float(np.median(probs[truth]))  # some wrinkle pixels found, some missed
+    pred = probs > thr
+    pic = held_out_overlay(out, face, load_image(small_data[0] / f"{face}.jpg"), thr)
+    assert pic.shape == (64, 128, 3)
+    right = pic[:, 64:].astype(float)
+    both, missed = pred & truth, truth & ~pred
+    assert both.any() and missed.any()
+    assert np.abs(right[both] - YELLOW).mean() < np.abs(right[missed] - YELLOW).mean()
+    assert np.abs(right[missed] - GREEN).mean() < np.abs(right[both] - GREEN).mean()
+    with pytest.raises(UserError, match="not a face of the folds"):
+        held_out_overlay(out, "99999", pic[:, :64], 0.5)
+
     # a model exported with the report carries its figures and the best out-of-fold threshold
     from tests.conftest import IMAGES
     from utils.checkpoints import load_checkpoint

@@ -29,3 +29,22 @@ def test_export_cli_refuses_to_overwrite_its_input(trained_run):
     src = str(trained_run / "best.pth")
     with pytest.raises(UserError, match="overwrite"):
         main([src, src])
+
+
+def test_the_bundled_file_gives_its_float32_masks_and_carries_its_out_of_fold_figures():
+    """The shipped float16 weights against the float32 masks stored at export (examples/ faces),
+    in plain torch and in the default fast path; and the figures it quotes are out of fold."""
+    from tests.conftest import REPO
+    from utils.export import check_reference
+    from utils.inference import DEFAULT_CHECKPOINT
+
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    oof = ckpt["out_of_fold"]
+    assert oof["k"] == 5 and oof["faces"] == 165 and ckpt["threshold"] == oof["threshold"]
+    assert oof["f1_at_threshold"] >= oof["pooled_at_report_threshold"]["f1"] - 1e-9
+    assert len(ckpt["split"]["train"]) == 165 and not ckpt["split"]["val"]
+    assert ckpt["fp32_reference"]["threshold"] == ckpt["threshold"]
+    plain = check_reference(DEFAULT_CHECKPOINT, REPO / "examples")
+    assert len(plain) == 3 and min(plain.values()) >= 0.999, plain
+    fast = check_reference(DEFAULT_CHECKPOINT, REPO / "examples", backend="auto", precision="auto")
+    assert min(fast.values()) >= 0.995, fast

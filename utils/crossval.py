@@ -273,6 +273,30 @@ def summarize(folder: str | Path, threshold: float = 0.5, bins: int = 200,
     return report
 
 
+def held_out_overlay(folder: str | Path, face_id: str, image: np.ndarray, threshold: float
+                     ) -> np.ndarray:
+    """The photo beside its out-of-fold prediction against the annotator's mask (truth green,
+    prediction red, both yellow): a picture of what the recipe does on a face it never saw."""
+    import cv2
+
+    from utils.visualize import overlay
+
+    folder = Path(folder)
+    k = json.loads((folder / "folds.json").read_text(encoding="utf-8"))["k"]
+    for i in range(k):
+        part = read_oof(folder, i)
+        hit = np.flatnonzero(part["ids"] == face_id)
+        if hit.size:
+            probs, truth = part["probs"][hit[0]].astype(np.float32), part["masks"][hit[0]]
+            break
+    else:
+        raise UserError(f"{face_id}: not a face of the folds in {folder / 'folds.json'}")
+    h, w = probs.shape
+    if image.shape[:2] != (h, w):
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return np.concatenate([image, overlay(image, probs > threshold, truth)], axis=1)
+
+
 def format_report(report: dict[str, Any], name: str = "") -> str:
     """A few plain lines for the terminal."""
     p, s, t = report["pooled"], report["fold_spread"], report["thresholds"]
