@@ -79,9 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = train(cfg, resume=args.resume and _last(args.resume), init=args.init,
                     progress=not args.no_progress)
     best = summary["best"]
-    print(f"best epoch {summary['best_epoch']}: val F1 {best.get('f1', float('nan')):.4f}, "
-          f"Jaccard {best.get('jaccard', float('nan')):.4f}")
-    print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} (last)")
+    if "f1" in best:
+        print(f"best epoch {summary['best_epoch']}: val F1 {best['f1']:.4f}, "
+              f"Jaccard {best['jaccard']:.4f}")
+        print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} "
+              "(last)")
+    else:
+        print(f"trained {summary['epochs_run']} epochs without validation faces; the model: "
+              f"{summary['last_checkpoint']}")
     return 0
 
 
