@@ -122,7 +122,12 @@ def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     assert "landmark face region" in info
     assert ("⚠ no trained wrinkle weights" in info) == predictor.is_baseline
     if kind == "default":
-        assert "trained on 132 FFHQ faces" in info and "two human annotators" in info
+        from utils.checkpoints import load_checkpoint
+
+        ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+        assert f"trained on {len(ckpt['split']['train'])} FFHQ faces" in info
+        assert f"F1 {ckpt['out_of_fold']['f1_at_threshold']:.3f}" in info
+        assert "cross-validation" in info and "two human annotators" in info
     # landmarks and region outlines on request
     drawn = handler_of(demo)(str(face_path()), predictor.threshold, True)[0]
     assert (drawn != overlay).any(axis=2).sum() > 500
