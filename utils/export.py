@@ -140,12 +140,13 @@ def export_deployable(src: str | Path, dst: str | Path, fmt: str) -> Path:
     return export_onnx(loaded, dst) if fmt == "onnx" else export_openvino(loaded, dst)
 
 
-def check_reference(checkpoint: str | Path, image_dir: str | Path, backend: str = "torch",
-                    precision: str = "fp32") -> dict[str, float]:
+def check_reference(checkpoint: str | Path, images: str | Path | list[Path],
+                    backend: str = "torch", precision: str = "fp32") -> dict[str, float]:
     """Share of pixels where the file's masks equal its stored float32 reference, per image.
 
     The reference was made from the float32 weights before export; a float16 file must give
-    (nearly) the same masks, in every backend.
+    (nearly) the same masks, in every backend. `images`: the folder holding the reference
+    faces, or their paths.
     """
     from utils.checkpoints import load_checkpoint
     from utils.images import load_image
@@ -155,9 +156,11 @@ def check_reference(checkpoint: str | Path, image_dir: str | Path, backend: str 
     if not ref:
         raise UserError(f"{checkpoint}: holds no fp32_reference (export it with --check-images)")
     pred = WrinklePredictor(checkpoint, precision=precision, face_region="none", backend=backend)
+    by_name = ({p.name: Path(p) for p in images} if isinstance(images, list)
+               else {n: Path(images) / n for n in ref["images"]})
     out = {}
     for name, shape, packed in zip(ref["images"], ref["shapes"], ref["masks"], strict=True):
-        path = Path(image_dir) / name
+        path = by_name.get(name, Path(name))
         if not path.is_file():
             raise UserError(f"{path}: reference image of {checkpoint} not found")
         want = np.unpackbits(packed.numpy(), count=int(np.prod(shape))).reshape(shape).astype(bool)
@@ -172,11 +175,12 @@ def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     from utils.images import load_image
     from utils.inference import WrinklePredictor
 
+    pa = WrinklePredictor(a, precision="fp32", face_region="none", backend="torch")
     pb = WrinklePredictor(b, precision="fp32", face_region="none", backend="auto")
-    thr = WrinklePredictor(a, face_region="none", backend="torch").threshold
     worst = 1.0
-    for path, ma in zip(images, fp32_masks(a, images, thr), strict=True):
-        mb = pb.predict_aligned(load_image(path), thr).mask
+    for path in images:  # aligned faces: the model on the image itself, as it was trained
+        img = load_image(path)
+        ma, mb = pa.predict_aligned(img).mask, pb.predict_aligned(img, pa.threshold).mask
         worst = min(worst, float((ma == mb).mean()))
     return worst
 
@@ -229,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                if f.is_file() and (f == Path(args.dst) or suffix == ".xml")) / 1e6
     print(f"written {args.dst} ({size:.1f} MB)")
     if args.check_images:
-        agree = mask_agreement(args.src, args.dst, args.check_images)
+        if fmt == "pth":  # the source's float32 masks are stored in the file: compare with them
+            agree = min(check_reference(args.dst, args.check_images, backend="auto").values())
+        else:
+            agree = mask_agreement(args.src, args.dst, args.check_images)
         print(f"mask agreement with {args.src}: {100 * agree:.3f} % (worst image)")
         if agree < 0.995:
             Path(args.dst).unlink()

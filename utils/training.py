@@ -312,7 +312,8 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
         else:
             stale += 1
         metrics = {k: val[k] for k in [*HISTORY_FIELDS[4:12], "val_loss"] if k in val}
-        if improved and info.main:
+        # Without validation best.pth is last.pth: written once, at the end.
+        if improved and info.main and (has_val or epoch == t["epochs"]):
             save_checkpoint(best_path, base_payload | {
                 "state_dict": state_dict_copy(raw_model), "epoch": epoch, "metrics": metrics,
                 "best_score": best})
