@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from utils.inference import WrinklePredictor  # here, so that --help answers at once
+    from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
                                              precision=args.precision, backend=args.backend)

@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.compare import compare_photos, summary_text, write_outputs  # after --help
-    from utils.images import load_image
-    from utils.inference import WrinklePredictor
+    from utils.data.images import load_image
+    from utils.inference.predictor import WrinklePredictor
 
     photos = [(path, load_image(path)) for path in args.photos]
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from utils.evaluation import evaluate  # imported here so that --help answers at once
+    from utils.evaluation.evaluate import evaluate  # imported here so that --help answers at once
 
     evaluate(args.checkpoint, args.out, split=args.split, image_dir=args.image_dir,
              mask_dir=args.mask_dir, threshold=args.threshold, batch_size=args.batch_size,

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bisenet.labels import FACE_LABELS, label_arg
+from utils.data.steps import StepReport, print_report
 from utils.errors import run_cli
-from utils.steps import StepReport, print_report
 
 
 def masked_face(rgb: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -41,9 +41,9 @@ def mask_face_images(images_dir: str | Path, labels_dir: str | Path, out_dir: st
     """Write out_dir/<id>.png for every image that has a label map (see the module doc)."""
     from tqdm import tqdm
 
+    from utils.data.images import IMAGE_EXTENSIONS, load_image
+    from utils.data.pairs import face_mask_from_labels, index_folder, mask_fits
     from utils.errors import UserError
-    from utils.images import IMAGE_EXTENSIONS, load_image
-    from utils.pairs import face_mask_from_labels, index_folder, mask_fits
     from utils.visualize import write_png
 
     images_dir, labels_dir, out = Path(images_dir), Path(labels_dir), Path(out_dir)

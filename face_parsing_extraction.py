@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bisenet.labels import label_arg
+from utils.data.steps import StepReport, print_report
 from utils.errors import run_cli
-from utils.steps import StepReport, print_report
 
 
 def _save_npy(path: Path, array: object) -> None:
@@ -45,9 +45,9 @@ def extract_face_parsing(images_dir: str | Path, labels_out: str | Path, masked_
 
     from bisenet.parser import labels_to_size
     from face_masking import masked_face
+    from utils.data.images import IMAGE_EXTENSIONS, load_image
+    from utils.data.pairs import index_folder
     from utils.errors import UserError
-    from utils.images import IMAGE_EXTENSIONS, load_image
-    from utils.pairs import index_folder
     from utils.visualize import write_png
 
     images_dir, labels_out, masked_out = Path(images_dir), Path(labels_out), Path(masked_out)

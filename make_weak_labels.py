@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make weak wrinkle labels (texture maps) for any folder of face images, in parallel.
 
-The weak label of the FFHQ-Wrinkle paper (utils.texture.texture_map): the grey image divided by
+The weak label of the FFHQ-Wrinkle paper (utils.data.texture.texture_map): the grey image divided by
 its Gaussian blur (21x21, sigma 5 at 1024 px, scaled with the image), T = clip(1 - I / (1 + I_G),
 0, 1) as 0..255, set to 0 outside the face when --labels gives face-parsing label maps. Outputs
 follow the data set's weak_wrinkle_masks layout: <out>/00000/<id>.png, <out>/01000/<id>.png, ...
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bisenet.labels import label_arg
+from utils.data.steps import StepReport, print_report
 from utils.errors import run_cli
-from utils.steps import StepReport, print_report
 
 Job = tuple[str, str, str | None, tuple[int, ...], str]  # id, image, labels, keep, output
 
@@ -37,10 +37,10 @@ def weak_label_path(out_dir: str | Path, key: str) -> Path:
 def make_weak_label(job: Job) -> tuple[str, str | None]:
     """Worker: write one texture map; returns (id, None) or (file, problem)."""
     key, image, labels, keep, out = job
+    from utils.data.images import load_image
+    from utils.data.pairs import face_mask_from_labels
+    from utils.data.texture import texture_map
     from utils.errors import UserError
-    from utils.images import load_image
-    from utils.pairs import face_mask_from_labels
-    from utils.texture import texture_map
     from utils.visualize import write_png
 
     try:
@@ -64,9 +64,9 @@ def make_weak_labels(images_dir: str | Path, out_dir: str | Path,
 
     from tqdm import tqdm
 
+    from utils.data.images import IMAGE_EXTENSIONS
+    from utils.data.pairs import index_folder
     from utils.errors import UserError
-    from utils.images import IMAGE_EXTENSIONS
-    from utils.pairs import index_folder
 
     images = index_folder(images_dir, IMAGE_EXTENSIONS, "image")
     if not images:

@@ -15,8 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from utils.data.steps import StepReport, print_report
 from utils.errors import run_cli
-from utils.steps import StepReport, print_report
 
 
 def link_or_copy(src: Path, dst: Path, link: bool) -> bool:
@@ -43,9 +43,9 @@ def collect_face_images(images_dir: str | Path, masks_dir: str | Path, out_dir: 
     """Copy (or hard-link) each image that has a manual mask to out_dir/<id>.png."""
     from tqdm import tqdm
 
+    from utils.data.images import IMAGE_EXTENSIONS, load_image
+    from utils.data.pairs import MASK_EXTENSIONS, index_folder
     from utils.errors import UserError
-    from utils.images import IMAGE_EXTENSIONS, load_image
-    from utils.pairs import MASK_EXTENSIONS, index_folder
     from utils.visualize import write_png
 
     images = index_folder(images_dir, IMAGE_EXTENSIONS, "FFHQ image")

@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from utils.inference import WrinklePredictor  # here, so that --help answers at once
-    from utils.prediction import predict_files
+    from utils.inference.batch import predict_files
+    from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     kw = {"device": args.device, "precision": args.precision, "backend": args.backend,
           "faces": args.faces,

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.config import load_config  # imported here so that --help answers at once
-    from utils.training import train
+    from utils.training.loop import train
 
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.strict:

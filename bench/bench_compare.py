@@ -2,7 +2,7 @@
 """What the before/after comparison measures when nothing changed, and when wrinkles go.
 
 On the labelled faces of ../shared/data/ffhq-wrinkle-256, each face is made into photos the way
-bench/bench_wild.py does (utils/photos.py: rotated up to +-25 degrees, rescaled, on a backdrop,
+bench/bench_wild.py does (utils/faces/photos.py: rotated up to +-25 degrees, rescaled, on a backdrop,
 exposure changed; fixed seeds), and the photos go through compare.py's library path:
 
 - noise: two different photos of the same face. The per-region change of wrinkle share is what
@@ -26,7 +26,6 @@ method's repeatability, not of its accuracy.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -38,12 +37,13 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.compare import NOISE_FILE, REGIONS, compare_faces, shape_distance  # noqa: E402
+from utils.data.images import load_image  # noqa: E402
+from utils.data.masks import read_mask, resize_mask  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.images import load_image  # noqa: E402
-from utils.inference import WrinklePredictor  # noqa: E402
+from utils.faces.photos import CANVASES, make_photo  # noqa: E402
+from utils.inference.predictor import WrinklePredictor  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.masks import read_mask, resize_mask  # noqa: E402
-from utils.photos import CANVASES, make_photo  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 NO_NOISE = {"band": dict.fromkeys(REGIONS, 0.0), "identity_threshold": float("inf")}
@@ -122,7 +122,7 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
                                          "median": float(np.median(od))},
                      "threshold": threshold,
                      "different_faces_flagged": float(np.mean(od > threshold))},
-        "python": platform.python_version(), "machine": platform.machine(),
+        "machine": machine_facts(),
     }
 
 

@@ -2,9 +2,9 @@
 """How much of the real wrinkles the landmark face region keeps, and how much image it covers.
 
 On the real pairs in ../shared/data/ffhq-wrinkle-256 (images256x256/<id>.jpg with a manual mask;
-masks are 1024 px, shrunk to 256 by utils.masks.resize_mask, which keeps thin lines), each face
+masks are 1024 px, shrunk to 256 by utils.data.masks.resize_mask, which keeps thin lines), each face
 goes the predictor's way: dlib finds it, its 68 landmarks give the FFHQ alignment, the face region
-is drawn from the landmarks in the aligned 256 px frame (utils.regions.landmark_face_region, the
+is drawn from the landmarks in the aligned 256 px frame (utils.faces.regions.landmark_face_region, the
 region used whenever the BiSeNet weights are absent) and mapped back onto the image. Reported:
 
 - wrinkle coverage: the share of real wrinkle pixels inside the region, pooled over all images and
@@ -21,7 +21,6 @@ the wrinkle pixels kept, 37.1 % of the image covered, on the same pairs.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -31,14 +30,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.faces import detect_faces  # noqa: E402
-from utils.images import load_image  # noqa: E402
+from utils.data.images import load_image  # noqa: E402
+from utils.data.masks import read_mask, resize_mask  # noqa: E402
+from utils.faces.detection import detect_faces  # noqa: E402
+from utils.faces.regions import landmark_face_region  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.masks import read_mask, resize_mask  # noqa: E402
-from utils.regions import landmark_face_region  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 
@@ -79,7 +78,7 @@ def measure(data: Path, limit: int | None = None) -> dict:
         "pairs": len(pairs),
         "resolution": "256x256 (masks shrunk 1024 -> 256 by any-coverage max-pooling)",
         "faces": dict(sources),
-        "region": "landmark face region (utils/regions.py), drawn in the aligned frame",
+        "region": "landmark face region (utils/faces/regions.py), drawn in the aligned frame",
         "wrinkle_coverage": {"pooled": inside / total, "per_image_min": min(per_cov),
                              "per_image_median": statistics.median(per_cov),
                              "images_below_0.97": sum(c < 0.97 for c in per_cov)},
@@ -87,7 +86,7 @@ def measure(data: Path, limit: int | None = None) -> dict:
                         "per_image_median": statistics.median(per_share),
                         "per_image_max": max(per_share)},
         "seconds_per_image": seconds / len(pairs),
-        "opencv": cv2.__version__, "machine": platform.machine(),
+        "machine": machine_facts(),
     }
 
 

@@ -4,7 +4,7 @@ script runs a model) against every backend side by side: the torch fast path (Ba
 into the convolutions, channels_last, inference mode, bf16 autocast where the CPU has it),
 OpenVINO with the bf16 and the fp32 precision hint, and ONNX Runtime fp32; each with its mask
 agreement with fp32 eager. `fast_s` is the default backend's time (`--backend auto`: OpenVINO
-with the bf16 hint where the CPU has bf16, see utils/backends.resolve_backend).
+with the bf16 hint where the CPU has bf16, see utils/inference/backends.resolve_backend).
 
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import statistics
 import sys
 import time
@@ -32,22 +31,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from unet import UNet  # noqa: E402
-from utils.backends import (  # noqa: E402
+from utils.data.dataset import to_input  # noqa: E402
+from utils.data.images import load_image, resize_image  # noqa: E402
+from utils.inference.backends import (  # noqa: E402
     export_onnx,
     openvino_available,
     resolve_backend,
     to_openvino,
 )
-from utils.dataset import to_input  # noqa: E402
-from utils.images import load_image, resize_image  # noqa: E402
-from utils.inference import (  # noqa: E402
+from utils.inference.loading import (  # noqa: E402
     DEFAULT_CHECKPOINT,
     OFFICIAL_RECIPE,
-    WrinklePredictor,
     fold_batchnorm,
 )
+from utils.inference.predictor import WrinklePredictor  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.runtime import cpu_has_bf16, logits_to_probs  # noqa: E402
+from utils.runtime import cpu_has_bf16, logits_to_probs, machine_facts  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 
@@ -94,7 +93,7 @@ def _runners(model: torch.nn.Module, channels: int) -> dict:
 
         import onnxruntime as ort
 
-        from utils.inference import LoadedModel
+        from utils.inference.loading import LoadedModel
 
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(LoadedModel("ours", "bench", {"in_channels": channels}, 0.5,
@@ -202,8 +201,7 @@ def main() -> int:
         print(f"app_request_6000: {results['app_request_6000']}", flush=True)
     except ImportError as exc:
         print(f"app_request: skipped ({exc})")
-    results["machine"] = {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                          "cpu_bf16": cpu_has_bf16(), "torch": str(torch.__version__)}
+    results["machine"] = machine_facts()
     write_json(args.out, results)
     print(f"written {args.out}")
     return 0

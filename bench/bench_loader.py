@@ -3,12 +3,11 @@
 
 The full FFHQ-Wrinkle data is 51,000 pairs of 1024x1024 PNGs. This measures, in ONE process
 (num_workers=0, torch at 1 thread as in a DataLoader worker), the cost per pair of each stage of
-WrinkleDataset: image decode (utils.images.load_image), image resize (recipe image_size), mask
-read + binarise (utils.masks.read_mask), mask resize (utils.masks.resize_mask), augmentation
-(build_augmentation with config.yaml defaults), uint8 planes (to_uint8_input; workers do not
-normalise, the device does), and collation (default_collate, batch 8);
-then whole samples (dataset[i] + collation), optionally a DataLoader with --workers N, and cheap
-candidate speedups prototyped here (utils/ is not touched) with their gain and output agreement.
+WrinkleDataset: image decode (utils.data.images.load_image), image resize (recipe image_size),
+mask read + binarise (utils.data.masks.read_mask), mask resize (utils.data.masks.resize_mask),
+augmentation (build_augmentation with config.yaml defaults), uint8 planes (to_uint8_input; workers
+do not normalise, the device does), and collation (default_collate, batch 8); then whole samples
+(dataset[i] + collation), and optionally a DataLoader with --workers N.
 
 Data: real faces from ../shared/data/ffhq-wrinkle-256 upscaled to 1024 and saved as PNG (as the
 full data is stored), with their real 1024 masks; also the same pairs stored at 512. Built in a
@@ -21,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +38,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
-import utils.dataset as dataset_mod  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.dataset import (  # noqa: E402
+from utils.data.dataset import (  # noqa: E402
     WrinkleDataset,
     build_augmentation,
     input_recipe,
-    normalize_input,
-    to_input,
     to_uint8_input,
 )
-from utils.images import load_image, resize_image  # noqa: E402
+from utils.data.images import load_image, resize_image  # noqa: E402
+from utils.data.masks import mask_to_png, read_mask, resize_mask  # noqa: E402
+from utils.data.pairs import Pair, find_pairs  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.masks import binarize_mask, mask_to_png, read_mask, resize_mask  # noqa: E402
-from utils.pairs import Pair, find_pairs  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 BATCH = 8
@@ -221,258 +216,6 @@ def loader_rate(ds: WrinkleDataset, workers: int, batches: int) -> dict[str, Any
             "ms_per_pair": round(dt / n * 1000, 2)}
 
 
-# ---------------------------------------------------------------- candidate speedups
-
-
-def is_png(data: bytes) -> bool:
-    """A PNG with a whole IHDR chunk (bit depth at byte 24, colour type at byte 25)."""
-    return len(data) > 33 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-
-
-def fast_load_image(path: str | Path) -> np.ndarray:
-    """load_image's decode with cv2.cvtColor for BGR->RGB instead of a reversed-stride copy."""
-    data = Path(path).read_bytes()
-    if not (is_png(data) and data[24] == 8 and data[25] in (2, 6)):
-        return load_image(path)  # only 8-bit RGB(A) PNGs take the fast path here
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
-
-
-def reduced_load_image(path: str | Path) -> np.ndarray:
-    """Decode and halve in one call (cv2.IMREAD_REDUCED_COLOR_2): 512 training from 1024 files."""
-    arr = cv2.imdecode(np.frombuffer(Path(path).read_bytes(), np.uint8),
-                       cv2.IMREAD_REDUCED_COLOR_2)
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-
-
-def fast_read_mask(path: str | Path) -> np.ndarray:
-    """read_mask with an OpenCV decode for 8-bit grey PNGs (the data set's format), else PIL."""
-    data = Path(path).read_bytes()
-    # PNG IHDR: bit depth at byte 24, colour type at 25 (0 = grey). Palette, colour, alpha and
-    # low-bit-depth masks keep the PIL path, which implements the rule for them.
-    if is_png(data) and data[24] == 8 and data[25] == 0:
-        values = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if values is not None and values.ndim == 2:
-            return binarize_mask(values)
-    return read_mask(path)
-
-
-def fast_resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """resize_mask with every shrink on its cv2 INTER_AREA coverage path (the one it already
-    uses for non-integer factors) instead of numpy reshape + any for integer factors: the same
-    any-coverage rule (one wrinkle pixel in f x f gives 1/f^2 > 1e-6), SIMD instead of numpy."""
-    h, w = size
-    mh, mw = mask.shape[:2]
-    if h <= mh and w <= mw and (h, w) != (mh, mw):
-        cover = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        return cover > 1e-6
-    return resize_mask(mask, size)
-
-
-@contextmanager
-def patched(**funcs: Callable[..., Any]) -> Any:
-    """Swap functions in utils.dataset for the duration (prototype only; utils/ is not edited)."""
-    old = {k: getattr(dataset_mod, k) for k in funcs}
-    for k, f in funcs.items():
-        setattr(dataset_mod, k, f)
-    try:
-        yield
-    finally:
-        for k, f in old.items():
-            setattr(dataset_mod, k, f)
-
-
-def compare(name: str, change: str, base: Callable[[Any], Any], cand: Callable[[Any], Any],
-            items: list[Any], passes: int, same: Callable[[Any, Any], str]) -> dict[str, Any]:
-    """Time a candidate against the baseline on the same items (passes interleaved), and check
-    that their outputs agree on every item."""
-    r = interleaved(passes, base=lambda: call_times(base, items),
-                    cand=lambda: call_times(cand, items))
-    b, c = r["base"], r["cand"]
-    verdicts = {same(base(it), cand(it)) for it in items}
-    agreement = "identical" if verdicts == {"identical"} else "; ".join(sorted(verdicts))[:200]
-    row = {"candidate": name, "baseline_ms": b["ms"], "candidate_ms": c["ms"],
-           "saved_ms": round(b["ms"] - c["ms"], 3), "speedup": round(b["ms"] / c["ms"], 2),
-           "outputs": agreement, "change": change}
-    print(f"  {name:46s} {b['ms']:7.2f} -> {c['ms']:7.2f} ms  x{row['speedup']:<5} {agreement}",
-          flush=True)
-    return row
-
-
-def equal(a: Any, b: Any) -> str:
-    """'identical' or the largest difference, for arrays, tensors or dicts of them."""
-    if isinstance(a, dict):
-        return "; ".join(f"{k}: {equal(a[k], b[k])}" for k in ("image", "mask"))
-    a = a.numpy() if isinstance(a, torch.Tensor) else a
-    b = b.numpy() if isinstance(b, torch.Tensor) else b
-    if a.shape != b.shape:
-        return f"shapes differ {a.shape} vs {b.shape}"
-    if np.array_equal(a, b):
-        return "identical"
-    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    return f"max |diff| {d.max():.4g}, {np.mean(d > 0) * 100:.2f}% of values differ"
-
-
-def candidates(root: Path, pairs: list[Pair], cfg: dict[str, Any], passes: int) -> list[dict]:
-    """Measure the cheap wins found in the hot stages, each against the current code."""
-    rows = []
-    imgs = [p.image for p in pairs]
-    masks = [p.mask for p in pairs]
-    imgs512 = [root / "images512" / p.image.name for p in pairs]
-    print("\ncandidate speedups (ms per pair, best pass; outputs vs the current code)")
-    rows.append(compare(
-        "decode 1024: cv2.cvtColor for BGR->RGB", "utils/images.py to_rgb_uint8",
-        load_image, fast_load_image, imgs, passes, equal))
-    rows.append(compare(
-        "decode 512 stored: cv2.cvtColor", "utils/images.py to_rgb_uint8",
-        load_image, fast_load_image, imgs512, passes, equal))
-    rows.append(compare(
-        "512 from 1024 file: IMREAD_REDUCED_COLOR_2", "utils/dataset.py WrinkleDataset.load",
-        lambda p: resize_image(load_image(p), (512, 512)), reduced_load_image, imgs, passes,
-        equal))
-    rows.append(compare(
-        "mask read 1024: cv2 for 8-bit grey PNG", "utils/masks.py mask_values",
-        read_mask, fast_read_mask, masks, passes, equal))
-    m1024 = [read_mask(m) for m in masks]
-    for size in (512, 256):
-        rows.append(compare(
-            f"mask resize 1024->{size}: cv2 INTER_AREA coverage", "utils/masks.py resize_mask",
-            lambda m, s=size: resize_mask(m, (s, s)),
-            lambda m, s=size: fast_resize_mask(m, (s, s)), m1024, passes, equal))
-    recipe = input_recipe(cfg)
-    for size in (1024, 512):
-        rgbs = [cv2.resize(load_image(p), (size, size), interpolation=cv2.INTER_AREA)
-                for p in imgs[:BATCH]]
-        ms = [np.zeros((size, size), bool) for _ in rgbs]
-
-        def float_batch(_: Any, rgbs: list = rgbs, ms: list = ms) -> Any:
-            return default_collate([{"image": to_input(r, recipe),
-                                     "mask": torch.from_numpy(m[None].astype(np.float32))}
-                                    for r, m in zip(rgbs, ms, strict=True)])
-
-        def uint8_batch(_: Any, rgbs: list = rgbs, ms: list = ms) -> Any:
-            return default_collate([{"image": to_uint8_input(r, recipe),
-                                     "mask": torch.from_numpy(m[None].view(np.uint8))}
-                                    for r, m in zip(rgbs, ms, strict=True)])
-
-        batch8 = uint8_batch(0)
-        same = equal(float_batch(0)["image"], normalize_input(batch8["image"], recipe))
-
-        r = interleaved(passes * 2, base=lambda f=float_batch: call_times(f, [0]),
-                        cand=lambda f=uint8_batch: call_times(f, [0]))
-        b, c = r["base"], r["cand"]
-        row = {"candidate": f"samples+collate {size} (batch {BATCH}): float in the worker "
-                            "(before) vs uint8, normalised on the device (now)",
-               "baseline_ms": round(b["ms"] / BATCH, 3), "candidate_ms": round(c["ms"] / BATCH, 3),
-               "saved_ms": round((b["ms"] - c["ms"]) / BATCH, 3),
-               "speedup": round(b["ms"] / c["ms"], 2),
-               "outputs": f"input after normalize_input: {same}; mask as uint8 0/1",
-               "change": "adopted: utils/dataset.py to_uint8_input + batch_to_device"}
-        print(f"  {row['candidate']:44s} {row['baseline_ms']:8.2f} -> {row['candidate_ms']:8.2f} ms"
-              f"  x{row['speedup']}  {row['outputs']}", flush=True)
-        rows.append(row)
-    # Augmentation: cost of each transform when it fires (p=1), and its expected share.
-    for size in (1024, 512):
-        rgbs = [cv2.resize(load_image(p), (size, size), interpolation=cv2.INTER_AREA)
-                for p in imgs[:4]]
-        mks = [np.zeros((size, size), np.uint8) for _ in rgbs]
-        items = list(zip(rgbs, mks, strict=True))
-        for t, p_fire in augmentation_parts(cfg["augment"]):
-            one = A.Compose([t], mask_interpolation=cv2.INTER_NEAREST)
-            one.set_random_seed(0)
-            r = time_calls(lambda im, one=one: one(image=im[0], masks=[im[1]]), items, passes)
-            rows.append({"candidate": f"augment {size}: {type(t).__name__} (when it fires)",
-                         "baseline_ms": r["ms"], "fires": round(p_fire, 3),
-                         "expected_ms": round(r["ms"] * p_fire, 3), "change": "(breakdown)"})
-            print(f"  augment {size}: {type(t).__name__:26s} {r['ms']:8.2f} ms when it fires, "
-                  f"p={p_fire:.2f}, expected {r['ms'] * p_fire:6.2f} ms", flush=True)
-        for scale in (0.5, 0.25):
-            fast = A.Compose([A.GaussNoise(std_range=(0.01, 0.03), noise_scale_factor=scale, p=1)])
-            slow = A.Compose([A.GaussNoise(std_range=(0.01, 0.03), p=1)])
-            rows.append(compare(
-                f"GaussNoise {size}: noise_scale_factor={scale}",
-                "utils/dataset.py build_augmentation", lambda im, a=slow: a(image=im[0])["image"],
-                lambda im, a=fast: a(image=im[0])["image"], items, passes,
-                lambda a, b: "different noise (lower-resolution noise map)"))
-    return rows
-
-
-def augmentation_parts(aug: dict[str, Any]) -> list[tuple[A.BasicTransform, float]]:
-    """The default augmentation's transforms with p=1, and how often each fires per sample."""
-    compose = build_augmentation(aug)
-    parts: list[tuple[A.BasicTransform, float]] = []
-    if compose is None:
-        return parts
-    for t in compose.transforms:
-        if isinstance(t, A.OneOf):
-            for child in t.transforms:
-                child.p = 1.0
-                parts.append((child, t.p / len(t.transforms)))
-        else:
-            p, t.p = t.p, 1.0
-            parts.append((t, p))
-    return parts
-
-
-def whole_with_candidates(pairs: list[Pair], pairs512: list[Pair], cfg: dict[str, Any],
-                          passes: int) -> list[dict[str, Any]]:
-    """Whole-sample rates with the candidates patched in together, against the current code."""
-    tf = build_augmentation(cfg["augment"])
-    settings = [("1024", pairs, 1024), ("512 from 1024 files", pairs, 512),
-                ("512 stored", pairs512, 512)]
-    rows = []
-    print("\nwhole sample (dataset[i] + collate): current code vs candidates patched in")
-    for label, prs, size in settings:
-        recipe = input_recipe(load_config(overrides={"data.image_size": size}))
-        loader = reduced_load_image if (size == 512 and label.endswith("1024 files")) \
-            else fast_load_image
-        ds = WrinkleDataset(prs, recipe, tf)
-
-        def fast_pass(ds: WrinkleDataset = ds, loader: Callable = loader) -> list[float]:
-            with patched(load_image=loader, read_mask=fast_read_mask,
-                         resize_mask=fast_resize_mask):
-                return whole_pass(ds)
-
-        r = interleaved(passes, base=lambda ds=ds: whole_pass(ds), fast=fast_pass)
-        base, fast = r["base"], r["fast"]
-        with patched(load_image=loader, read_mask=fast_read_mask,
-                     resize_mask=fast_resize_mask):
-            patched_items = [ds[i] for i in range(len(ds))]
-        verdicts = {equal(ds[i], patched_items[i]) for i in range(len(ds))}
-        row = {"setting": label, "current_ms": base["ms"], "current_pairs_per_s": base["per_s"],
-               "candidates_ms": fast["ms"], "candidates_pairs_per_s": fast["per_s"],
-               "speedup": round(base["ms"] / fast["ms"], 2),
-               "samples": "; ".join(sorted(verdicts))[:200]}
-        print(f"  {label:22s} {base['ms']:8.2f} ms ({base['per_s']:6.1f}/s) -> "
-              f"{fast['ms']:8.2f} ms ({fast['per_s']:6.1f}/s)  x{row['speedup']}  "
-              f"samples {row['samples']}", flush=True)
-        rows.append(row)
-    return rows
-
-
-def cv2_threads_effect(pairs: list[Pair], cfg: dict[str, Any], passes: int) -> list[dict]:
-    """Whole-sample rate at 1024 with OpenCV's own thread pool at its default, 1 and 0 threads."""
-    before = cv2.getNumThreads()
-    recipe = input_recipe(load_config(overrides={"data.image_size": 1024}))
-    ds = WrinkleDataset(pairs, recipe, build_augmentation(cfg["augment"]))
-
-    def with_threads(n: int) -> list[float]:
-        cv2.setNumThreads(n)
-        try:
-            return whole_pass(ds)
-        finally:
-            cv2.setNumThreads(before)
-
-    settings = {f"t{n}": n for n in dict.fromkeys((before, 1, 0))}
-    res = interleaved(passes, **{k: (lambda n=n: with_threads(n)) for k, n in settings.items()})
-    rows = []
-    for k, n in settings.items():
-        rows.append({"cv2_threads": n, "ms": res[k]["ms"], "pairs_per_s": res[k]["per_s"]})
-        print(f"  cv2.setNumThreads({n}): {res[k]['ms']:8.2f} ms/pair ({res[k]['per_s']:.1f}/s) "
-              "at 1024", flush=True)
-    return rows
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -495,7 +238,6 @@ def main() -> int:
                    help="also time a DataLoader with this many worker processes (0 = skip)")
     p.add_argument("--cv2-threads", type=int, default=None,
                    help="cv2.setNumThreads for the main measurements (default: OpenCV's own)")
-    p.add_argument("--no-candidates", action="store_true", help="skip the candidate speedups")
     args = p.parse_args()
 
     torch.set_num_threads(1)  # as in a DataLoader worker
@@ -540,21 +282,13 @@ def main() -> int:
                       f"(this machine: {os.cpu_count()} CPUs, shared)")
 
         result: dict[str, Any] = {
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "cv2": cv2.__version__, "cv2_threads": cv2.getNumThreads(),
-                        "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
-                        "albumentations": A.__version__, "numpy": np.__version__},
+            "machine": machine_facts() | {"cv2_threads": cv2.getNumThreads(),
+                                          "albumentations": A.__version__},
             "data": facts,
             "method": "one process; per stage the best of --passes passes of the mean over the "
                       "pairs (the CPU is shared); augmentation seeded per index (same draws each "
                       "pass); collate cost split over the batch",
             "stages": stages, "whole_sample": whole}
-        if not args.no_candidates:
-            result["candidates"] = candidates(root, pairs, cfg, args.passes)
-            result["whole_sample_with_candidates"] = whole_with_candidates(
-                pairs, pairs512, cfg, args.passes)
-            print("\nOpenCV threads (whole sample, one process)")
-            result["cv2_threads"] = cv2_threads_effect(pairs, cfg, args.passes)
         write_json(args.out, result)
         print(f"\nwritten {args.out}")
     finally:

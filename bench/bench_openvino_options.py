@@ -18,9 +18,13 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from utils.backends import convert_model, require_openvino  # noqa: E402
-from utils.backends import core as openvino_core  # noqa: E402
-from utils.inference import DEFAULT_CHECKPOINT, fold_batchnorm, load_any_checkpoint  # noqa: E402
+from utils.inference.backends import convert_model, require_openvino  # noqa: E402
+from utils.inference.backends import core as openvino_core  # noqa: E402
+from utils.inference.loading import (  # noqa: E402
+    DEFAULT_CHECKPOINT,
+    fold_batchnorm,
+    load_any_checkpoint,
+)
 from utils.io import write_json  # noqa: E402
 from utils.runtime import cpu_has_bf16  # noqa: E402
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Training throughput (images/s) of the U-Nets on this machine: fp32 against bf16 autocast.
 
-Measures whole optimisation steps (forward, Dice + focal loss, backward, AdamW) on real faces
-from ../shared/data/ffhq-wrinkle-256 (random tensors if the data is absent), channels_last,
-at 256 and 512 px, for the default model (config.yaml) and the full-width (64-channel) U-Net.
+Measures whole optimisation steps as the training loop runs them (its own step functions:
+forward, Dice + focal loss, backward, gradient clipping, AdamW) on real faces from
+../shared/data/ffhq-wrinkle-256 (random tensors if the data is absent), channels_last, at 256 and
+512 px, for the default model (config.yaml) and the full-width (64-channel) U-Net.
 Prints a table and writes JSON. A benchmark, not a test: it asserts nothing.
 
     python bench/bench_train.py --out runs/bench_train.json
@@ -12,7 +13,6 @@ Prints a table and writes JSON. A benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,7 +26,8 @@ from losses import build_loss  # noqa: E402
 from unet import build_model, count_parameters  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.runtime import cpu_has_bf16, resolve_device  # noqa: E402
+from utils.runtime import machine_facts, resolve_device  # noqa: E402
+from utils.training.loop import optimizer_step, step_loss  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 
@@ -35,8 +36,8 @@ def real_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of real faces and masks at `size` (the data pipeline's own preprocessing)."""
     if not (DATA / "manual_wrinkle_masks").is_dir():
         return torch.rand(batch, 3, size, size) * 2 - 1, (torch.rand(batch, 1, size, size) < 0.01).float()
-    from utils.dataset import WrinkleDataset, batch_to_device, input_recipe
-    from utils.pairs import find_pairs
+    from utils.data.dataset import WrinkleDataset, batch_to_device, input_recipe
+    from utils.data.pairs import find_pairs
 
     cfg = load_config(overrides={"data.image_size": size})
     rep = find_pairs(DATA / "images256x256", DATA / "manual_wrinkle_masks", progress=False)
@@ -60,12 +61,8 @@ def measure(name: str, base: int, size: int, batch: int, dtype: torch.dtype | No
     y = y.to(device).float()
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)
-        loss = crit(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(step_loss(model, x, y, crit, device, dtype), model, opt, None,
+                       cfg["train"]["grad_clip"])
 
     step()  # warm-up: allocations, oneDNN kernel selection
     if device.type == "cuda":
@@ -111,9 +108,7 @@ def main() -> int:
                                and r["precision"] == prec) for prec in ("fp32", "bf16"))
             print(f"{label} {size}px: bf16 is {bf16['images_per_s'] / fp32['images_per_s']:.2f}x fp32")
     write_json(args.out, {
-        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-                    "cpu_bf16": cpu_has_bf16(), "device": str(device),
-                    "torch": str(torch.__version__)},
+        "machine": machine_facts(device),
         "results": results})
     print(f"written {args.out}")
     return 0

@@ -2,7 +2,7 @@
 """Photos as people take them: does the predictor see the face as well as in its FFHQ frame?
 
 From each labelled face in ../shared/data/ffhq-wrinkle-256 (256 px, FFHQ-aligned), two photos are
-made (utils/photos.py, fixed seeds): the face rotated by up to +-25 degrees, its FFHQ square 320-520
+made (utils/faces/photos.py, fixed seeds): the face rotated by up to +-25 degrees, its FFHQ square 320-520
 px, on a square and on a 4:3 canvas of blurred backdrop, with an exposure change. Each photo goes
 through predict.py's library path (the largest face). Its mask is mapped back to the aligned frame
 through the known transform and scored against the manual mask (pooled F1 at 256, masks
@@ -19,7 +19,6 @@ a side of the true one), F1 wild, F1 control and their ratio, per canvas; second
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from utils.data.images import load_image  # noqa: E402
+from utils.data.masks import read_mask, resize_mask  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.images import load_image  # noqa: E402
-from utils.inference import WrinklePredictor  # noqa: E402
+from utils.faces.photos import CANVASES, make_photo  # noqa: E402
+from utils.inference.predictor import WrinklePredictor  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.masks import read_mask, resize_mask  # noqa: E402
-from utils.photos import CANVASES, make_photo  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 SIZE = 256
@@ -112,7 +112,7 @@ def measure(data: Path, limit: int | None, checkpoint: str | None, seed: int,
                        "seconds_per_photo": float(np.median(d["seconds"]))}
     return {"model": predictor.description, "images": len(masks), "seed": seed,
             "size": SIZE, "mask_rule": "manual masks max-pooled 1024 -> 256", "canvases": out,
-            "python": platform.python_version(), "machine": platform.processor() or platform.machine()}
+            "machine": machine_facts()}
 
 
 def main(argv: list[str] | None = None) -> int:

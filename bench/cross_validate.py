@@ -57,8 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.config import load_config
-    from utils.crossval import format_report, labelled_ids, load_or_make_folds, run_fold, summarize
     from utils.io import write_json
+    from utils.training.crossval import (
+        format_report,
+        labelled_ids,
+        load_or_make_folds,
+        run_fold,
+        summarize,
+    )
 
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
@@ -103,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_overlays(cfg: dict, out: Path, ids: list[str], threshold: float) -> None:
-    from utils.crossval import held_out_overlay
-    from utils.images import load_image
-    from utils.pairs import find_pairs
+    from utils.data.images import load_image
+    from utils.data.pairs import find_pairs
+    from utils.training.crossval import held_out_overlay
     from utils.visualize import write_png
 
     d = cfg["data"]
@@ -123,7 +129,7 @@ def _write_overlays(cfg: dict, out: Path, ids: list[str], threshold: float) -> N
 def _run_children(args: argparse.Namespace, argv: list[str] | None, wanted: list[int],
                   out: Path) -> None:
     """Train folds in child processes, `args.jobs` at a time; each logs to fold<k>/log.txt."""
-    from utils.crossval import next_batch
+    from utils.training.crossval import next_batch
 
     base = _without(list(sys.argv[1:] if argv is None else argv),
                     {"-j", "--jobs", "--threads", "--fold"})

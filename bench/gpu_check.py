@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,6 +47,8 @@ from losses import build_loss  # noqa: E402
 from unet import build_model, count_parameters  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.io import write_json  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
+from utils.training.loop import optimizer_step, step_loss  # noqa: E402
 
 OFFICIAL = {"name": "unet", "n_channels": 4, "n_classes": 2, "base_channels": 64,
             "bilinear": True}
@@ -148,14 +148,8 @@ def train_rate(device: torch.device, model_kw: dict[str, Any], size: int, batch:
     x = x.contiguous(memory_format=torch.channels_last)
 
     def step() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
+        loss = step_loss(model, x, y, criterion, device, dtype)
+        optimizer_step(loss, model, opt, None, clip)
         return loss.detach()
 
     t0 = time.perf_counter()
@@ -185,9 +179,9 @@ def official_inputs(batch: int, size: int, device: torch.device) -> tuple[torch.
     """Real faces from examples/ prepared by the official recipe (RGB + texture, [-1, 1]) when
     the data pipeline imports; otherwise synthetic image-like tensors."""
     try:
-        from utils.dataset import to_input
-        from utils.images import load_image, resize_image
-        from utils.inference import OFFICIAL_RECIPE
+        from utils.data.dataset import to_input
+        from utils.data.images import load_image, resize_image
+        from utils.inference.loading import OFFICIAL_RECIPE
 
         files = sorted((REPO / "examples").glob("*.jpg"))
         if not files:
@@ -257,21 +251,10 @@ def inference_latency(device: torch.device, size: int, batch: int, reps: int,
             "weights": "random (published layout)"}
 
 
-def machine_facts(device: torch.device) -> dict[str, Any]:
-    """GPU, driver and library versions, and the precision flags the figures depend on."""
-    facts: dict[str, Any] = {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpus": os.cpu_count(), "torch": str(torch.__version__), "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "device": str(device),
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark}
+def gpu_facts(device: torch.device) -> dict[str, Any]:
+    """The shared machine facts, with the driver and power limit that nvidia-smi reports."""
+    facts = machine_facts(device)
     if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        facts |= {"gpu": p.name, "gpu_memory_gib": round(p.total_memory / 2**30, 1),
-                  "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count,
-                  "bf16_supported": torch.cuda.is_bf16_supported()}
         try:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,power.limit",
                                   "--format=csv,noheader"], capture_output=True, text=True,
@@ -379,7 +362,7 @@ def main() -> int:
     flops_official = train_flops_per_image(OFFICIAL, size)
     flops_default = {s: train_flops_per_image(default_kw, 64) * (s / 64) ** 2
                      for s in plan.default_sizes}
-    head = {"machine": machine_facts(device), "plan": asdict(plan),
+    head = {"machine": gpu_facts(device), "plan": asdict(plan),
             "models": {"official": OFFICIAL | {"params_m": round(count_parameters(
                 build_model(**OFFICIAL)) / 1e6, 2)}, "default": default_kw},
             "train_gflops_per_image": {

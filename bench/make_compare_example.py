@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The README's comparison picture (docs/compare_example.png): one real face photographed three
-ways (utils/photos.py): A and B unchanged, C with its annotated wrinkles inpainted away; below,
+ways (utils/faces/photos.py): A and B unchanged, C with its annotated wrinkles inpainted away; below,
 the difference pictures of A -> B (measurement noise) and A -> C (wrinkles gone).
 
     python bench/make_compare_example.py --face 00541 --out docs/compare_example.png
@@ -21,10 +21,10 @@ import numpy as np  # noqa: E402
 from bench_compare import DATA, inpaint_wrinkles  # noqa: E402
 
 from utils.compare import compare_photos, difference_picture, summary_text  # noqa: E402
-from utils.images import load_image  # noqa: E402
-from utils.inference import WrinklePredictor  # noqa: E402
-from utils.masks import read_mask, resize_mask  # noqa: E402
-from utils.photos import make_photo  # noqa: E402
+from utils.data.images import load_image  # noqa: E402
+from utils.data.masks import read_mask, resize_mask  # noqa: E402
+from utils.faces.photos import make_photo  # noqa: E402
+from utils.inference.predictor import WrinklePredictor  # noqa: E402
 from utils.visualize import write_png  # noqa: E402
 
 

@@ -20,8 +20,8 @@ import torch
 
 from bisenet.labels import FACE_LABELS
 from bisenet.model import BiSeNet
+from utils.data.images import load_image, resize_image, to_rgb_uint8
 from utils.errors import UserError
-from utils.images import load_image, resize_image, to_rgb_uint8
 from utils.runtime import amp_dtype, autocast, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]

@@ -63,7 +63,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder trained for 2 epochs on 16 real pairs (shared by evaluation and CLI tests)."""
     if not MASKS.is_dir():
         pytest.skip(f"real data not found at {DATA}")
-    from utils.training import train
+    from utils.training.loop import train
 
     root = tmp_path_factory.mktemp("trained")
     cfg = tiny_config(*link_pairs(root / "data", labelled_ids(16)), root / "cp", epochs=2)

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 
 from utils import distributed
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset
-from utils.pairs import find_pairs
-from utils.splits import read_ids
-from utils.training import validate
+from utils.data.dataset import WrinkleDataset
+from utils.data.pairs import find_pairs
+from utils.data.splits import read_ids
+from utils.evaluation.validation import validate
 
 
 def main() -> None:

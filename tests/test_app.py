@@ -40,7 +40,7 @@ def face_path() -> Path:
 
 
 def face() -> np.ndarray:
-    from utils.images import load_image
+    from utils.data.images import load_image
 
     return load_image(face_path())
 
@@ -71,7 +71,7 @@ def png_header_only(w: int, h: int) -> bytes:
 def baseline() -> tuple[Any, Any]:
     """The texture-map baseline predictor and its demo (built once for the module)."""
     from app import build_demo
-    from utils.inference import WrinklePredictor
+    from utils.inference.predictor import WrinklePredictor
 
     predictor = WrinklePredictor(baseline=True, device="cpu")
     return predictor, build_demo(predictor)
@@ -93,8 +93,9 @@ def server(baseline: tuple[Any, Any]) -> Iterator[str]:
 @pytest.mark.parametrize("kind", ["baseline", "default"])
 def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     import app
-    from utils.inference import DEFAULT_CHECKPOINT, WrinklePredictor
-    from utils.regions import REGION_LABELS
+    from utils.faces.regions import REGION_LABELS
+    from utils.inference.loading import DEFAULT_CHECKPOINT
+    from utils.inference.predictor import WrinklePredictor
 
     if kind == "default":
         if not DEFAULT_CHECKPOINT.is_file():
@@ -142,7 +143,7 @@ def test_no_face_says_so_in_the_headline(baseline: tuple[Any, Any]) -> None:
 
 
 def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> None:
-    from utils.images import load_image
+    from utils.data.images import load_image
 
     _, demo = baseline
     a, b = (load_image(IMAGES / f"{i}.jpg") for i in labelled_ids(2))
@@ -157,7 +158,7 @@ def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> N
 def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> None:
     import gradio as gr
 
-    from utils.photos import make_photo
+    from utils.faces.photos import make_photo
 
     _, demo = baseline
     compare = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
@@ -182,7 +183,7 @@ def test_bad_inputs_are_clear_errors(baseline: tuple[Any, Any], tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import gradio as gr
 
-    import utils.images
+    import utils.data.images
 
     _, demo = baseline
     predict = handler_of(demo)
@@ -203,8 +204,8 @@ def test_bad_inputs_are_clear_errors(baseline: tuple[Any, Any], tmp_path: Path,
     def must_not_decode(*_: object) -> None:
         raise AssertionError("the oversized image was decoded")
 
-    monkeypatch.setattr(utils.images.cv2, "imdecode", must_not_decode)
-    monkeypatch.setattr(utils.images.Image.Image, "load", must_not_decode)
+    monkeypatch.setattr(utils.data.images.cv2, "imdecode", must_not_decode)
+    monkeypatch.setattr(utils.data.images.Image.Image, "load", must_not_decode)
     with pytest.raises(gr.Error, match="20000x20000 px is too large"):
         predict(str(bomb), 0.5)
 

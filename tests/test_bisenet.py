@@ -86,7 +86,7 @@ def test_labels_table() -> None:
 
 @pytest.mark.skipif(not FACE.is_file(), reason=f"real face not found at {FACE}")
 def test_parser_label_maps_at_input_size(parser: FaceParser) -> None:
-    from utils.images import load_image, resize_image
+    from utils.data.images import load_image, resize_image
 
     face = load_image(FACE)  # 256 x 256
     crop = resize_image(face, (512, 512))[100:300, 50:350]  # 300 wide, 200 high
@@ -133,7 +133,7 @@ def test_face_parsing_extraction_outputs_and_resume(weights: Path, tmp_path: Pat
 
     from bisenet.parser import labels_to_size
     from face_parsing_extraction import extract_face_parsing
-    from utils.images import load_image
+    from utils.data.images import load_image
 
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)

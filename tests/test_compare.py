@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import IMAGES, MASKS, REPO, labelled_ids, needs_data
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
 from utils.errors import UserError
-from utils.images import load_image
-from utils.masks import read_mask, resize_mask
 
 pytestmark = needs_data
 
@@ -25,7 +25,7 @@ SEED = 77
 
 @pytest.fixture(scope="module")
 def predictor():
-    from utils.inference import WrinklePredictor
+    from utils.inference.predictor import WrinklePredictor
 
     return WrinklePredictor(faces="largest")
 

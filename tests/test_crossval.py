@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_data, tiny_config
-from utils.crossval import (
+from utils.errors import UserError
+from utils.training.crossval import (
     labelled_ids,
     load_or_make_folds,
     make_folds,
@@ -17,7 +18,6 @@ from utils.crossval import (
     run_fold,
     summarize,
 )
-from utils.errors import UserError
 
 pytestmark = needs_data
 
@@ -44,7 +44,7 @@ def test_stored_folds_are_reused_and_a_different_setting_is_refused(tmp_path):
 
 
 def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
-    from utils.evaluation import evaluate
+    from utils.evaluation.evaluate import evaluate
 
     cfg = tiny_config(*small_data, tmp_path / "unused", epochs=4, lr=0.01)
     out = tmp_path / "cv"
@@ -97,8 +97,8 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
     assert ev["micro"]["auroc"] == pytest.approx(report["folds"]["auroc"][1], abs=2e-3)
 
     # the picture of a held-out face: the photo, then its stored prediction against its mask
-    from utils.crossval import held_out_overlay
-    from utils.images import load_image
+    from utils.data.images import load_image
+    from utils.training.crossval import held_out_overlay
     from utils.visualize import GREEN, YELLOW
 
     face = folds[2][0]
@@ -118,9 +118,10 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
         held_out_overlay(out, "99999", pic[:, :64], 0.5)
 
     # a model exported with the report carries its figures and the best out-of-fold threshold
+    from export import main
     from tests.conftest import IMAGES
     from utils.checkpoints import load_checkpoint
-    from utils.export import check_reference, main
+    from utils.inference.export import check_reference
 
     dst = tmp_path / "shipped.pth"
     faces = [IMAGES / f"{i}.jpg" for i in folds[0][:2]]
@@ -144,7 +145,7 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
 
 
 def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):
-    from utils.training import train
+    from utils.training.loop import train
 
     cfg = tiny_config(*small_data, tmp_path / "unused", epochs=3)
     out = tmp_path / "cv"
@@ -157,7 +158,7 @@ def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):
         if epoch == 2:
             raise Killed
 
-    from utils.crossval import fold_config
+    from utils.training.crossval import fold_config
 
     fcfg = fold_config(cfg, out, 0, folds)
     with pytest.raises(Killed):
@@ -186,7 +187,7 @@ def test_cross_validate_script_help_and_bad_input(tmp_path, capsys):
 
 
 def test_schedule_fills_both_cores_and_gives_the_last_fold_every_core():
-    from utils.crossval import next_batch
+    from utils.training.crossval import next_batch
 
     def simulate(n_folds, jobs, cores):
         pending, running, starts = list(range(n_folds)), [], []

@@ -28,8 +28,8 @@ if not MASKS.is_dir() or not IMAGES.is_dir():
 from face_masking import mask_face_images  # noqa: E402
 from make_weak_labels import make_weak_labels  # noqa: E402
 from png_parsing import collect_face_images  # noqa: E402
-from utils.images import load_image  # noqa: E402
-from utils.texture import texture_map, texture_params  # noqa: E402
+from utils.data.images import load_image  # noqa: E402
+from utils.data.texture import texture_map, texture_params  # noqa: E402
 
 IDS = sorted(p.stem for p in MASKS.glob("*.png"))[:4]
 SCRIPTS = ["png_parsing.py", "face_masking.py", "face_parsing_extraction.py",

@@ -24,8 +24,13 @@ if not MASKS.is_dir() or not IMAGES.is_dir():
     pytest.skip(f"real data not found at {DATA} (the shared/ folder beside the repo)",
                 allow_module_level=True)
 
-from utils.dataset_metrics import CSV_NAME, HIST_NAME, SUMMARY_NAME, dataset_metrics  # noqa: E402
-from utils.sanity_check_dimensions import sanity_check  # noqa: E402
+from utils.data.dataset_metrics import (  # noqa: E402
+    CSV_NAME,
+    HIST_NAME,
+    SUMMARY_NAME,
+    dataset_metrics,
+)
+from utils.data.sanity_check_dimensions import sanity_check  # noqa: E402
 
 IDS = sorted(p.stem for p in MASKS.glob("*.png"))[:N_PAIRS]
 UNLABELLED = next(p.stem for p in sorted(IMAGES.glob("*.jpg"))
@@ -172,23 +177,23 @@ def test_sanity_check_missing_folder_is_a_user_error(clean_set, tmp_path):
 
 
 def test_sanity_script_exit_codes(clean_set, broken_set, tmp_path):
-    bad = _run("utils/sanity_check_dimensions.py", "--image-dir", broken_set[0],
+    bad = _run("utils/data/sanity_check_dimensions.py", "--image-dir", broken_set[0],
                "--mask-dir", broken_set[1], "--no-progress")
     assert bad.returncode == 1, bad.stderr
     assert "problem" in bad.stdout and IDS[0] in bad.stdout
-    ok = _run("utils/sanity_check_dimensions.py", "--image-dir", clean_set[0],
+    ok = _run("utils/data/sanity_check_dimensions.py", "--image-dir", clean_set[0],
               "--mask-dir", clean_set[1], "--no-progress")
     assert ok.returncode == 0, ok.stderr
     assert f"all {N_PAIRS} pairs OK" in ok.stdout
     missing = tmp_path / "no-such-images"
-    gone = _run("utils/sanity_check_dimensions.py", "--image-dir", missing,
+    gone = _run("utils/data/sanity_check_dimensions.py", "--image-dir", missing,
                 "--mask-dir", clean_set[1])
     assert gone.returncode == 1
     assert "error:" in gone.stderr and str(missing) in gone.stderr
     assert "Traceback" not in gone.stderr
 
 
-@pytest.mark.parametrize("script", ["utils/dataset_metrics.py", "utils/sanity_check_dimensions.py"])
+@pytest.mark.parametrize("script", ["utils/data/dataset_metrics.py", "utils/data/sanity_check_dimensions.py"])
 def test_help(script):
     result = _run(script, "--help")
     assert result.returncode == 0, result.stderr
@@ -196,7 +201,7 @@ def test_help(script):
 
 
 def test_help_as_module():
-    result = subprocess.run([sys.executable, "-m", "utils.dataset_metrics", "--help"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "utils.data.dataset_metrics", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--size" in result.stdout

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from tests.conftest import IMAGES, MASKS, labelled_ids, link_pairs, needs_data
 from utils.config import load_config
-from utils.dataset import (
+from utils.data.dataset import (
     WrinkleDataset,
     batch_to_device,
     build_augmentation,
@@ -20,11 +20,11 @@ from utils.dataset import (
     normalize_input,
     to_input,
 )
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.data.pairs import find_pairs, resolve_pairs
+from utils.data.texture import texture_map
 from utils.errors import UserError
-from utils.images import load_image
-from utils.masks import read_mask, resize_mask
-from utils.pairs import find_pairs, resolve_pairs
-from utils.texture import texture_map
 
 pytestmark = needs_data
 

@@ -21,9 +21,9 @@ from sklearn.metrics import (
 )
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset, normalize_input
-from utils.evaluation import evaluate
-from utils.pairs import find_pairs
+from utils.data.dataset import WrinkleDataset, normalize_input
+from utils.data.pairs import find_pairs
+from utils.evaluation.evaluate import evaluate
 from utils.runtime import logits_to_probs
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from export import main
 from tests.conftest import IMAGES, labelled_ids
 from utils.checkpoints import load_checkpoint
 from utils.errors import UserError
-from utils.export import export_checkpoint, main, mask_agreement
-from utils.inference import load_any_checkpoint
+from utils.inference.export import export_checkpoint, mask_agreement
+from utils.inference.loading import load_any_checkpoint
 
 
 def test_half_precision_export_keeps_the_masks(trained_run, tmp_path):
@@ -35,8 +36,8 @@ def test_the_bundled_file_gives_its_float32_masks_and_carries_its_out_of_fold_fi
     """The shipped float16 weights against the float32 masks stored at export (examples/ faces),
     in plain torch and in the default fast path; and the figures it quotes are out of fold."""
     from tests.conftest import REPO
-    from utils.export import check_reference
-    from utils.inference import DEFAULT_CHECKPOINT
+    from utils.inference.export import check_reference
+    from utils.inference.loading import DEFAULT_CHECKPOINT
 
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     oof = ckpt["out_of_fold"]

@@ -8,17 +8,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import IMAGES, MASKS, labelled_ids, needs_data
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
 from utils.errors import UserError
-from utils.faces import Alignment, detect_faces, faces_available, ffhq_quad, landmark_model_path
-from utils.images import load_image
-from utils.masks import read_mask, resize_mask
-from utils.photos import make_photo
-from utils.regions import (
-    REGION_NAMES,
-    landmark_face_region,
-    region_masks,
-    wrinkle_stats,
-)
+from utils.faces.alignment import Alignment, ffhq_quad
+from utils.faces.detection import detect_faces, faces_available, landmark_model_path
+from utils.faces.photos import make_photo
+from utils.faces.regions import REGION_NAMES, landmark_face_region, region_masks, wrinkle_stats
 
 pytestmark = [needs_data, pytest.mark.skipif(not faces_available(),
                                              reason="dlib or face_recognition_models missing")]

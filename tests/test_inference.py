@@ -16,11 +16,12 @@ from PIL import Image
 
 from tests.conftest import IMAGES, REPO, labelled_ids, needs_data
 from utils.checkpoints import load_checkpoint
+from utils.data.images import load_image
+from utils.data.masks import resize_mask
 from utils.errors import UserError
-from utils.images import load_image
-from utils.inference import NoFaceError, WrinklePredictor, load_any_checkpoint, save_safetensors
-from utils.masks import resize_mask
-from utils.regions import REGION_NAMES
+from utils.faces.regions import REGION_NAMES
+from utils.inference.loading import load_any_checkpoint, save_safetensors
+from utils.inference.predictor import NoFaceError, WrinklePredictor
 
 pytestmark = needs_data
 MANIFESTS = REPO.parent / "shared" / "compat" / "state_dict_manifests.json"
@@ -127,7 +128,7 @@ def test_bf16_fast_path_agrees_with_fp32_on_real_faces(trained_run):
 
 
 def test_no_argument_is_the_bundled_model_and_the_baseline_only_when_asked(face):
-    from utils.inference import DEFAULT_CHECKPOINT
+    from utils.inference.loading import DEFAULT_CHECKPOINT
 
     bundled = WrinklePredictor()
     assert bundled.checkpoint == DEFAULT_CHECKPOINT and not bundled.is_baseline
@@ -262,7 +263,7 @@ def test_no_face_small_face_and_tiny_image(face):
 
 
 def test_every_face_is_analysed_and_written_as_a_row(tmp_path, face):
-    from utils.prediction import predict_files
+    from utils.inference.batch import predict_files
 
     other = load_image(IMAGES / f"{labelled_ids(2)[1]}.jpg")
     photo = np.full((420, 760, 3), 100, np.uint8)
@@ -303,8 +304,8 @@ class LabelsParser:
         self.calls: list[tuple[int, int]] = []
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        from utils.faces import detect_faces
-        from utils.regions import landmark_face_region
+        from utils.faces.detection import detect_faces
+        from utils.faces.regions import landmark_face_region
 
         self.calls.append(rgb.shape[:2])
         f = detect_faces(rgb)[0]

@@ -268,8 +268,8 @@ def test_build_loss_defaults_values_and_unknown_keys():
 def test_skeleton_is_the_centre_line_and_matches_the_region_statistics():
     from losses import skeleton_of
     from tests.conftest import MASKS, labelled_ids
-    from utils.masks import read_mask, resize_mask
-    from utils.regions import skeleton_length
+    from utils.data.masks import read_mask, resize_mask
+    from utils.faces.regions import skeleton_length
 
     band = torch.zeros(1, 20, 30)
     band[0, 5:10, 2:28] = 1  # a 5 px wide line
@@ -279,7 +279,7 @@ def test_skeleton_is_the_centre_line_and_matches_the_region_statistics():
     assert torch.equal(skeleton_of(thin), thin)  # a 1 px line is its own skeleton
     if not MASKS.is_dir():
         pytest.skip("real masks not found")
-    for i in labelled_ids(6):  # the loss and utils.regions measure the same centre lines
+    for i in labelled_ids(6):  # the loss and utils.faces.regions measure the same centre lines
         m = resize_mask(read_mask(MASKS / f"{i}.png"), (256, 256))
         s = skeleton_of(torch.from_numpy(m)[None])[0] > 0
         assert int(s.sum()) == skeleton_length(m) and not (s.numpy() & ~m).any()

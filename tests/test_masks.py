@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import MASKS, labelled_ids, needs_data
+from utils.data.masks import nearest_resize_mask, read_mask, resize_mask
 from utils.errors import UserError
-from utils.masks import nearest_resize_mask, read_mask, resize_mask
 
 TRUTH = np.zeros((32, 32), bool)
 TRUTH[10, 3:29] = True

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from export import main
 from tests.conftest import IMAGES, labelled_ids, needs_data
 from utils.checkpoints import load_checkpoint
+from utils.data.images import load_image
 from utils.errors import UserError
-from utils.export import main
-from utils.images import load_image
-from utils.inference import DEFAULT_CHECKPOINT, WrinklePredictor, load_any_checkpoint
+from utils.inference.loading import DEFAULT_CHECKPOINT, load_any_checkpoint
+from utils.inference.predictor import WrinklePredictor
 
 pytestmark = needs_data
 
@@ -85,10 +86,10 @@ import sys
 sys.path.insert(0, {repo!r})
 import torch
 from torch.utils.data import DataLoader
-from utils.backends import to_openvino
-from utils.dataset import WrinkleDataset
-from utils.inference import DEFAULT_CHECKPOINT, fold_batchnorm, load_any_checkpoint
-from utils.pairs import find_pairs
+from utils.inference.backends import to_openvino
+from utils.data.dataset import WrinkleDataset
+from utils.inference.loading import DEFAULT_CHECKPOINT, fold_batchnorm, load_any_checkpoint
+from utils.data.pairs import find_pairs
 model = fold_batchnorm(load_any_checkpoint(DEFAULT_CHECKPOINT).model.eval())
 compiled = [to_openvino(model, 3, bf16=i % 2 == 0) for i in range(5)]  # five compilations
 for c in compiled:

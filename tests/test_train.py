@@ -10,7 +10,7 @@ import torch
 from tests.conftest import needs_data, tiny_config
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.errors import UserError
-from utils.training import TrainingStopped, train
+from utils.training.loop import TrainingStopped, train
 
 pytestmark = needs_data
 
@@ -121,7 +121,7 @@ def test_existing_run_is_not_overwritten(small_data, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_data, tmp_path, monkeypatch):
-    import utils.training as training
+    import utils.training.loop as training
 
     real_epoch = training._train_epoch
 

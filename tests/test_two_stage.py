@@ -11,13 +11,13 @@ from tests.conftest import IMAGES, MASKS, REPO, labelled_ids, link_pairs, needs_
 from unet import build_model
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.config import load_config
-from utils.dataset import WrinkleDataset, input_recipe
+from utils.data.dataset import WrinkleDataset, input_recipe
+from utils.data.images import load_image
+from utils.data.pairs import find_pairs, ids_of
+from utils.data.splits import read_ids
+from utils.data.texture import texture_map
 from utils.errors import UserError
-from utils.images import load_image
-from utils.pairs import find_pairs, ids_of
-from utils.splits import read_ids
-from utils.texture import texture_map
-from utils.training import _load_init, train
+from utils.training.loop import _load_init, train
 
 pytestmark = needs_data
 

@@ -1,6 +1,6 @@
 """Before and after: how a person's wrinkles changed between photos, region by region.
 
-Each photo goes the predictor's way (utils/inference.py: the face found, aligned as FFHQ was,
+Each photo goes the predictor's way (utils/inference/predictor.py: the face found, aligned as FFHQ was,
 predicted, measured in its aligned frame), so every photo's face lands in the same FFHQ frame and
 its regions follow its own landmarks. For each region (and the whole face) the comparison gives
 the wrinkle share (wrinkle pixels over region pixels), line count and line length per photo, and
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from utils.errors import UserError
-from utils.inference import FaceResult, NoFaceError, WrinklePredictor
-from utils.regions import REGION_LABELS, REGION_NAMES
+from utils.faces.regions import REGION_LABELS, REGION_NAMES
+from utils.inference.predictor import FaceResult, NoFaceError, WrinklePredictor
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE_FILE = REPO / "docs" / "compare_noise.json"
@@ -199,7 +199,7 @@ def difference_picture(comp: Comparison, later: int = 1, scale: int = 2) -> np.n
     ma = a.mask & a.face
     mb = b.mask & b.face
     if ma.shape != mb.shape:
-        from utils.masks import resize_mask
+        from utils.data.masks import resize_mask
 
         ma = resize_mask(ma, mb.shape)
     grey = cv2.cvtColor(cv2.cvtColor(b.aligned, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
@@ -256,22 +256,15 @@ def _says(row: dict[str, Any]) -> str:
 def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:
     """comparison.csv, side_by_side.png, difference.png (difference_<N>.png for a series) and
     summary.txt, written atomically into `out`."""
-    import csv
-    import io
 
-    from utils.io import write_text
+    from utils.io import csv_text, write_text
     from utils.visualize import write_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    for r in comp.rows:
-        writer.writerow({**r, "share": f"{r['share']:.6f}",
-                         "change_share": f"{r['change_share']:+.6f}",
-                         "noise_band": f"{r['noise_band']:.6f}"})
-    write_text(out / "comparison.csv", buf.getvalue())
+    rows = [{**r, "share": f"{r['share']:.6f}", "change_share": f"{r['change_share']:+.6f}",
+             "noise_band": f"{r['noise_band']:.6f}"} for r in comp.rows]
+    write_text(out / "comparison.csv", csv_text(rows, CSV_FIELDS))
     write_png(out / "side_by_side.png", side_by_side(comp))
     files = {"csv": str(out / "comparison.csv"), "side_by_side": str(out / "side_by_side.png")}
     for i in range(1, len(comp.faces)):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from utils.inference import WrinklePredictor
+    from utils.inference.predictor import WrinklePredictor
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = [REPO / "examples" / f"{i}.jpg" for i in ("00264", "00406", "00541")]
@@ -81,7 +81,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     bool) as RGB uint8, with the same rules as the one image loader."""
     import numpy as np
 
-    from utils.images import to_rgb_uint8
+    from utils.data.images import to_rgb_uint8
 
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
@@ -100,7 +100,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 def decode_upload(data: bytes, name: str) -> np.ndarray:
     """Decode uploaded bytes through the project's one image loader, after the size check."""
-    from utils.images import decode_image
+    from utils.data.images import decode_image
 
     return decode_image(data, name, max_pixels=MAX_PIXELS)
 
@@ -198,8 +198,8 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     """One prediction for the page or the API: read the photo (or reuse the session's copy when
     only the threshold changed, since the upload itself is gone by then), predict every face,
     and draw (landmarks and region outlines too with `marks`)."""
-    from utils.images import resize_image
-    from utils.inference import NoFaceError
+    from utils.data.images import resize_image
+    from utils.inference.predictor import NoFaceError
     from utils.visualize import draw_faces, heatmap, overlay, with_colour_scale
 
     try:
@@ -232,7 +232,7 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
 
 def _display_copy(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The photo at most DISPLAY_SIDE px (see there), with a note when it was scaled."""
-    from utils.images import resize_image
+    from utils.data.images import resize_image
 
     h, w = rgb.shape[:2]
     if max(h, w) <= DISPLAY_SIDE:
@@ -249,7 +249,7 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
     import pandas as pd
 
     from utils.compare import compare_photos, difference_picture, side_by_side, summary_text
-    from utils.regions import REGION_LABELS
+    from utils.faces.regions import REGION_LABELS
 
     try:
         thr = float(threshold)

@@ -6,6 +6,8 @@ A killed process never leaves a half-written checkpoint, CSV or image behind und
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
@@ -57,3 +59,18 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def csv_text(rows: list[dict[str, Any]], fields: list[str], float_format: str | None = None
+             ) -> str:
+    """CSV text with a header: one line per row, only `fields`, floats as `float_format`."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        if float_format:
+            row = {k: (format(v, float_format) if isinstance(v, float) else v)
+                   for k, v in row.items()}
+        writer.writerow(row)
+    return buf.getvalue()
+

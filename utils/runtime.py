@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,3 +83,43 @@ def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 2:
         return torch.softmax(logits, dim=1)[:, 1]
     raise ValueError(f"expected 1 or 2 output channels, got {logits.shape[1]}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (figures depend on it: AMX, AVX-512 bf16 or neither)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def machine_facts(device: torch.device | None = None) -> dict[str, Any]:
+    """What a benchmark figure was measured on: CPU, cores, threads, bf16, library versions, and
+    the GPU with its precision flags when `device` is a CUDA device. Every bench/ JSON has it."""
+    import platform
+
+    import cv2
+
+    facts: dict[str, Any] = {
+        "cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(),
+        "cpu_amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "torch": str(torch.__version__), "numpy": np.__version__, "opencv": cv2.__version__}
+    if device is not None and device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        facts |= {"device": str(device), "gpu": p.name,
+                  "gpu_memory_gib": round(p.total_memory / 2**30, 1),
+                  "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count,
+                  "bf16_supported": torch.cuda.is_bf16_supported(), "cuda": torch.version.cuda,
+                  "cudnn": torch.backends.cudnn.version(),
+                  "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                  "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                  "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    return facts

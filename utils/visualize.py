@@ -85,7 +85,7 @@ REGION_COLOURS = [(80, 200, 255), (255, 170, 0), (120, 255, 120), (120, 255, 120
 def _marks(out: np.ndarray, face: Any, to_image: Callable[[np.ndarray], np.ndarray],
            thick: int, regions: bool, landmarks: bool) -> None:
     """Draw one face's region outlines and landmarks (aligned-frame points sent by to_image)."""
-    from utils.regions import outlines
+    from utils.faces.regions import outlines
 
     if regions and face.regions:
         for polys, colour in zip(outlines(face.regions).values(), REGION_COLOURS, strict=False):

@@ -2,7 +2,7 @@
 
 Images and masks are matched by file stem (the FFHQ id), in flat folders or in FFHQ's layout of
 1000-image subfolders (00000/, 01000/, ...), as jpg or png. Images may have any size; masks are in
-the 1024 frame and are scaled to the image (shrinking keeps thin lines, see utils.masks). The input
+the 1024 frame and are scaled to the image (shrinking keeps thin lines, see utils.data.masks). The input
 recipe (size, normalisation, face masking, texture channel) is a plain dict that checkpoints carry,
 so inference prepares a photo exactly as training did.
 """
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.images import load_image, resize_image
-from utils.masks import mask_values, read_mask, resize_mask
-from utils.pairs import Pair, face_mask_from_labels
-from utils.texture import texture_map
+from utils.data.images import load_image, resize_image
+from utils.data.masks import mask_values, read_mask, resize_mask
+from utils.data.pairs import Pair, face_mask_from_labels
+from utils.data.texture import texture_map
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -36,7 +36,7 @@ def input_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
         "face_labels": list(data["face_labels"]),
         "face_masking": data["face_labels_dir"] is not None,
         "in_channels": 4 if data["texture"] else 3,
-        "mask_rule": "utils.masks.MASK_RULE",
+        "mask_rule": "utils.data.masks.MASK_RULE",
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 # Run as a file, Python puts utils/ (not the repository root) first on sys.path: swap them, so that
 # `utils` is the package and utils/io.py cannot shadow the standard library's io.
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "utils"]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
@@ -29,7 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.io import write_json, write_text, write_with  # noqa: E402
-from utils.masks import MASK_RULE, RESIZE_RULE, read_mask, resize_mask  # noqa: E402
+from utils.data.masks import MASK_RULE, RESIZE_RULE, read_mask, resize_mask  # noqa: E402
 
 CSV_NAME = "dataset_metrics.csv"
 SUMMARY_NAME = "summary.json"
@@ -54,9 +54,9 @@ def dataset_metrics(image_dir: str | Path, mask_dir: str | Path, out: str | Path
     `size` is the square evaluation size; None measures each mask at its image's own size, which
     is what training and evaluation see by default. Pooled shares sum pixels over all pairs (micro).
     """
-    # utils.dataset pulls in torch and albumentations (seconds): import it only when needed, so
+    # utils.data.dataset pulls in torch and albumentations (seconds): import it only when needed, so
     # that --help stays instant.
-    from utils.pairs import find_pairs, image_size_of
+    from utils.data.pairs import find_pairs, image_size_of
 
     if size is not None and size < 1:
         raise UserError(f"--size must be a positive number of pixels, got {size}")
@@ -176,7 +176,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example: python utils/dataset_metrics.py --image-dir "
+                                epilog="example: python utils/data/dataset_metrics.py --image-dir "
                                        "data/images256x256 --mask-dir data/manual_wrinkle_masks "
                                        "--out runs/dataset-metrics --size 256")
     p.add_argument("-i", "--image-dir", required=True, help="images (flat or FFHQ subfolders)")

@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS
-from utils.splits import normalize_id, read_ids
+from utils.data.images import IMAGE_EXTENSIONS
+from utils.data.splits import normalize_id, read_ids
 
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif")
 SHOW_FIRST = 5

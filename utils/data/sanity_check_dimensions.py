@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 # Run as a file, Python puts utils/ (not the repository root) first on sys.path: swap them, so that
 # `utils` is the package and utils/io.py cannot shadow the standard library's io.
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "utils"]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.images import IMAGE_EXTENSIONS, load_image  # noqa: E402
-from utils.masks import mask_values  # noqa: E402
+from utils.data.images import IMAGE_EXTENSIONS, load_image  # noqa: E402
+from utils.data.masks import mask_values  # noqa: E402
 
 if TYPE_CHECKING:
-    from utils.pairs import Pair
+    from utils.data.pairs import Pair
 
 # Raw value sets that the binarisation rule reads as label maps (wrinkle = 1).
 LABEL_VALUE_SETS = ({0, 1}, {0, 255}, {1, 2}, {0, 1, 2})
@@ -55,7 +55,7 @@ def _message(exc: Exception, path: Path) -> str:
 
 
 def mask_value_problem(values: np.ndarray) -> str | None:
-    """Why raw mask values are not cleanly two-valued under utils.masks' rule, or None if they are."""
+    """Why raw mask values are not cleanly two-valued under utils.data.masks' rule, or None if they are."""
     if values.size == 0:
         return "the mask is empty (0 pixels)"
     if values.dtype.kind in "ui" and values.min() >= 0 and values.max() <= 65535:
@@ -93,7 +93,7 @@ def mask_value_problem(values: np.ndarray) -> str | None:
 
 def label_map_problem(path: Path, image_hw: tuple[int, int] | None) -> str | None:
     """Why a face-parsing label map is unusable (not 2-D integer ids in 0..18), or None."""
-    from utils.pairs import mask_fits
+    from utils.data.pairs import mask_fits
 
     try:
         labels = np.load(path, allow_pickle=False)
@@ -114,7 +114,7 @@ def label_map_problem(path: Path, image_hw: tuple[int, int] | None) -> str | Non
 
 def _check_pair_fully(pair: Pair, labels: dict[str, Path] | None) -> list[dict[str, str]]:
     """Every check of one pair: decode, binary values, frame, header, label map."""
-    from utils.pairs import check_pair, mask_fits
+    from utils.data.pairs import check_pair, mask_fits
 
     rows: list[dict[str, str]] = []
     image_hw = None
@@ -155,9 +155,9 @@ def _check_pair_fully(pair: Pair, labels: dict[str, Path] | None) -> list[dict[s
 def _check_all(image_dir: str | Path, mask_dir: str | Path, labels_dir: str | Path | None,
                progress: bool) -> tuple[list[dict[str, str]], int]:
     """The problem rows and the number of pairs checked."""
-    # utils.dataset pulls in torch and albumentations (seconds): import it only when needed, so
+    # utils.data.dataset pulls in torch and albumentations (seconds): import it only when needed, so
     # that --help stays instant.
-    from utils.pairs import MASK_EXTENSIONS, find_pairs, index_folder
+    from utils.data.pairs import MASK_EXTENSIONS, find_pairs, index_folder
 
     report = find_pairs(image_dir, mask_dir, check=False, progress=False)
     labels = index_folder(labels_dir, (".npy",), "face-parsing label") if labels_dir else None
@@ -211,7 +211,7 @@ def format_problems(rows: list[dict[str, Any]], pairs: int) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example: python utils/sanity_check_dimensions.py "
+                                epilog="example: python utils/data/sanity_check_dimensions.py "
                                        "--image-dir data/images256x256 "
                                        "--mask-dir data/manual_wrinkle_masks")
     p.add_argument("-i", "--image-dir", required=True, help="images (flat or FFHQ subfolders)")

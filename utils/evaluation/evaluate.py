@@ -7,8 +7,6 @@ numbers of evaluate.py and of the training log agree on the same weights and ids
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -18,14 +16,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset, normalize_input
+from utils.data.dataset import WrinkleDataset, normalize_input
+from utils.data.masks import MASK_RULE, RESIZE_RULE
+from utils.data.pairs import find_pairs, resolve_pairs
+from utils.data.splits import read_ids
 from utils.errors import UserError
-from utils.io import write_json, write_text
-from utils.masks import MASK_RULE, RESIZE_RULE
-from utils.pairs import find_pairs, resolve_pairs
+from utils.evaluation.validation import validate
+from utils.io import csv_text, write_json, write_text
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
-from utils.splits import read_ids
-from utils.training import validate
 from utils.visualize import overlay, plot_pr_curve, write_png
 
 SPLITS = ("val", "train", "test", "all")
@@ -59,7 +57,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
     """Evaluate a checkpoint (None: the texture-map baseline) on a split; write the reports to
     `out`; return metrics.json's dict."""
     if checkpoint is None:
-        from utils.inference import BASELINE_RECIPE, BASELINE_THRESHOLD, TextureBaseline
+        from utils.inference.loading import BASELINE_RECIPE, BASELINE_THRESHOLD, TextureBaseline
 
         ckpt = {"preprocess": dict(BASELINE_RECIPE), "threshold": BASELINE_THRESHOLD,
                 "config": {}, "split": {}}
@@ -117,7 +115,7 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
         "best_f1_threshold": best_f1_threshold(curve),
     }
     write_json(out / "metrics.json", summary)
-    write_text(out / "per_image.csv", _rows_csv(rows))
+    write_text(out / "per_image.csv", csv_text(rows, CSV_FIELDS, ".6f"))
     op = (res["recall"], res["precision"], thr)
     plot_pr_curve(out / "pr_curve.png", curve["precision"], curve["recall"], curve["thresholds"],
                   op, title=f"{Path(checkpoint).name if checkpoint else 'texture baseline'} on "
@@ -149,15 +147,6 @@ def best_f1_threshold(curve: dict[str, list[float]]) -> dict[str, float]:
 def _native_size(dataset: WrinkleDataset) -> str:
     h, w = dataset.load(0)[0].shape[:2]
     return f"{w}x{h} (native)"
-
-
-def _rows_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 @torch.no_grad()

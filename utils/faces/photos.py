@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.faces import warp
+from utils.faces.alignment import warp
 
 CANVASES = ("square", "4:3")
 

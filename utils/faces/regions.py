@@ -1,7 +1,7 @@
 """The face region and the named wrinkle regions of an aligned face, and their statistics.
 
 Everything here lives in the aligned (FFHQ) frame and is drawn from the 68 landmarks mapped into
-that frame (utils/faces.py), so a region follows the face whatever its pose in the photo.
+that frame (utils/faces/), so a region follows the face whatever its pose in the photo.
 
 The face region (where wrinkles are measured) is the BiSeNet face parser's skin + nose when its
 weights are present, else a landmark polygon: the jaw line pushed a little outward and down, a

@@ -1,5 +1,5 @@
-"""Where the model runs: PyTorch (the fast path of utils/inference.py) or OpenVINO on a CPU, and
-the deployable files (ONNX, OpenVINO IR) that carry their recipe.
+"""Where the model runs: PyTorch (the predictor's fast path) or OpenVINO on a CPU, and the
+deployable files (ONNX, OpenVINO IR) that carry their recipe.
 
 OpenVINO compiles the model once for dynamic input shapes; with its bf16 inference-precision
 hint on a CPU with bf16/AMX it ran the bundled model at 256 px in 0.03 s against 0.05 s for the
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
+from utils.inference.loading import LoadedModel, fold_batchnorm
 
 META_KEY = "wrinkle_model"
 BACKENDS = ("auto", "torch", "openvino")
@@ -124,17 +125,16 @@ def convert_model(model: torch.nn.Module, channels: int) -> Any:
                                 input=[ov.PartialShape([-1, channels, -1, -1])])
 
 
-def _meta(loaded: Any) -> str:
+def _meta(loaded: LoadedModel) -> str:
     return json.dumps({"kind": loaded.kind, "name": loaded.name, "recipe": loaded.recipe,
                        "threshold": loaded.threshold, "about": loaded.about,
                        "notes": loaded.notes})
 
 
-def export_onnx(loaded: Any, dst: str | Path, opset: int = 18) -> Path:
+def export_onnx(loaded: LoadedModel, dst: str | Path, opset: int = 18) -> Path:
     """Write the model as ONNX (dynamic batch, height and width) with its recipe as metadata."""
     import onnx
 
-    from utils.inference import fold_batchnorm
     from utils.io import write_with
 
     model = fold_batchnorm(loaded.model.float().eval())
@@ -159,10 +159,9 @@ def export_onnx(loaded: Any, dst: str | Path, opset: int = 18) -> Path:
     return Path(dst)
 
 
-def export_openvino(loaded: Any, dst: str | Path) -> Path:
+def export_openvino(loaded: LoadedModel, dst: str | Path) -> Path:
     """Write the model as OpenVINO IR (dst.xml + dst.bin), float32, with its recipe."""
     ov = require_openvino()
-    from utils.inference import fold_batchnorm
 
     dst = Path(dst)
     if dst.suffix != ".xml":
@@ -178,10 +177,8 @@ def export_openvino(loaded: Any, dst: str | Path) -> Path:
     return dst
 
 
-def load_exported(path: str | Path, bf16: bool) -> Any:
+def load_exported(path: str | Path, bf16: bool) -> LoadedModel:
     """A LoadedModel from an exported .onnx or .xml file, compiled with OpenVINO."""
-    from utils.inference import LoadedModel
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
@@ -200,7 +197,7 @@ def load_exported(path: str | Path, bf16: bool) -> Any:
         meta = ov_model.get_rt_info(META_KEY).astype(str)
     if meta is None:
         raise UserError(f"{path}: carries no wrinkle-model recipe (export it with "
-                        "utils/export.py, which stores one)")
+                        "utils/inference/export.py, which stores one)")
     info = json.loads(meta)
     return LoadedModel(info["kind"], f"{info['name']} [{path.suffix[1:]}]", info["recipe"],
                        float(info["threshold"]), OpenVINOModule(ov_model, bf16),

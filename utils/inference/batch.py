@@ -3,9 +3,7 @@ maps and one CSV of wrinkle statistics out. A file that cannot be read is report
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +12,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from utils.data.images import IMAGE_EXTENSIONS, load_image
+from utils.data.masks import mask_to_png
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, load_image
-from utils.inference import WrinklePredictor, WrinkleResult
-from utils.io import write_text
-from utils.masks import mask_to_png
-from utils.regions import REGION_NAMES
+from utils.faces.regions import REGION_NAMES
+from utils.inference.predictor import WrinklePredictor, WrinkleResult
+from utils.io import csv_text, write_text
 from utils.visualize import draw_aligned, draw_faces, overlay, write_png
 
 
@@ -152,11 +150,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
             n_photos += 1
         bar.update(len(chunk))
     bar.close()
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=csv_fields())
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "wrinkles.csv", buf.getvalue())
+    write_text(out / "wrinkles.csv", csv_text(rows, csv_fields()))
     for f, reason in failed:
         log(f"skipped {f}: {reason}")
     log(f"{n_photos} photos ({len(rows)} faces) predicted with {predictor.description}; "
@@ -167,6 +161,6 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
 
 
 def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from utils.images import resize_image
+    from utils.data.images import resize_image
 
     return resize_image(img, shape)

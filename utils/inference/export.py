@@ -1,41 +1,22 @@
-#!/usr/bin/env python
-"""Export a training checkpoint for shipping: weights only (no optimizer, RNG or history), in half
-precision if asked, with its recipe, split, metrics and an optional new decision threshold.
+"""Export a model for shipping or deployment (the library behind export.py at the root).
 
-    python utils/export.py res/cp/my-run/best.pth res/cp/my_model.pth --half --threshold 0.4
-    python utils/export.py res/cp/final/last.pth res/cp/my_model.pth --half \
-        --oof-report runs/cv/my-recipe/report.json --threshold oof --check-images examples/*.jpg
-    python utils/export.py res/cp/my-run/best.pth res/cp/my_model.safetensors
-    python utils/export.py res/cp/default_ffhq256.pth out/wrinkle.onnx
-    python utils/export.py res/cp/stage2_unet.pth out/official.xml --format openvino
-
-ONNX (dynamic batch, height and width; sizes multiples of 16) and OpenVINO IR (.xml + .bin) take
-any checkpoint the predictor reads, the official U-Net's included, and carry its recipe and
-threshold, so predict.py and app.py load them on their own (-m out/wrinkle.onnx).
-
-The exported file loads like any checkpoint of this project (weights are cast back to float32 on
-loading). With --check-images, the masks of the exported weights are compared with the original's
-on real faces, and the export is refused if fewer than 99.5 % of pixels agree; the original's
-float32 masks of those faces are stored in the file (`fp32_reference`), so that anyone can check
-later that the shipped weights still give them (`check_reference`). With --oof-report, the
-cross-validation figures of the model's recipe (bench/cross_validate.py) are stored with it, and
-`--threshold oof` takes the threshold that was best out of fold.
+A .pth or .safetensors export keeps the weights only (no optimizer, RNG or history), in half
+precision if asked, with its recipe, split, metrics and an optional new decision threshold; with
+an out-of-fold report it carries the recipe's cross-validation figures (`out_of_fold_summary`),
+and with check images the source's float32 masks of them (`fp32_reference`), so that anyone can
+check later that the shipped weights still give them (`check_reference`). ONNX and OpenVINO IR
+exports take any checkpoint the predictor reads and carry its recipe and threshold.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.errors import UserError, run_cli
+from utils.errors import UserError
 
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "history", "stale_epochs")
 
@@ -74,8 +55,8 @@ def out_of_fold_summary(report_path: str | Path, threshold: float | None) -> dic
 def fp32_masks(checkpoint: str | Path, images: list[Path], threshold: float | None = None
                ) -> list[np.ndarray]:
     """Masks of a checkpoint in plain float32 torch inference on aligned faces (as trained)."""
-    from utils.images import load_image
-    from utils.inference import WrinklePredictor
+    from utils.data.images import load_image
+    from utils.inference.predictor import WrinklePredictor
 
     pred = WrinklePredictor(checkpoint, precision="fp32", face_region="none", backend="torch")
     return [pred.predict_aligned(load_image(p), threshold).mask for p in images]
@@ -121,7 +102,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
         out["note"] = note
     dst = Path(dst)
     if dst.suffix == ".safetensors":
-        from utils.inference import save_safetensors
+        from utils.inference.loading import save_safetensors
 
         save_safetensors(out, dst)
     else:
@@ -131,8 +112,8 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
 
 def export_deployable(src: str | Path, dst: str | Path, fmt: str) -> Path:
     """Write any loadable checkpoint as ONNX or OpenVINO IR, recipe included."""
-    from utils.backends import export_onnx, export_openvino
-    from utils.inference import load_any_checkpoint
+    from utils.inference.backends import export_onnx, export_openvino
+    from utils.inference.loading import load_any_checkpoint
 
     loaded = load_any_checkpoint(src)
     if loaded.model is None or loaded.kind == "texture_baseline":
@@ -149,8 +130,8 @@ def check_reference(checkpoint: str | Path, images: str | Path | list[Path],
     faces, or their paths.
     """
     from utils.checkpoints import load_checkpoint
-    from utils.images import load_image
-    from utils.inference import WrinklePredictor
+    from utils.data.images import load_image
+    from utils.inference.predictor import WrinklePredictor
 
     ref = load_checkpoint(checkpoint).get("fp32_reference")
     if not ref:
@@ -172,8 +153,8 @@ def check_reference(checkpoint: str | Path, images: str | Path | list[Path],
 def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     """Smallest per-image share of equal mask pixels between two checkpoints (fp32 inference,
     both at the first one's threshold: this checks the weights, not a changed threshold)."""
-    from utils.images import load_image
-    from utils.inference import WrinklePredictor
+    from utils.data.images import load_image
+    from utils.inference.predictor import WrinklePredictor
 
     pa = WrinklePredictor(a, precision="fp32", face_region="none", backend="torch")
     pb = WrinklePredictor(b, precision="fp32", face_region="none", backend="auto")
@@ -185,64 +166,51 @@ def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     return worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="a checkpoint written by train.py (best.pth or last.pth)")
-    p.add_argument("dst", help="output file (.pth, .safetensors, .onnx, or .xml for OpenVINO)")
-    p.add_argument("--format", choices=["auto", "pth", "onnx", "openvino"], default="auto",
-                   help="auto: from the output's suffix")
-    p.add_argument("--half", action="store_true", help="store the weights as float16")
-    p.add_argument("-t", "--threshold",
-                   help="a new decision threshold, or 'oof': the best one of --oof-report")
-    p.add_argument("--oof-report", type=Path, metavar="REPORT",
-                   help="report.json of the recipe's cross-validation: its out-of-fold figures "
-                        "go into the file")
-    p.add_argument("--note", help="a free-text note stored in the file")
-    p.add_argument("--check-images", nargs="+", type=Path, metavar="IMAGE",
-                   help="aligned faces on which the export's masks must agree with the source's; "
-                        "the source's float32 masks of them are stored in the file")
-    args = p.parse_args(argv)
-    from_oof = args.threshold == "oof"
-    threshold = None
-    if args.threshold is not None and not from_oof:
+def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = False,
+           threshold: str | None = None, note: str | None = None,
+           oof_report: str | Path | None = None,
+           check_images: list[Path] | None = None) -> list[str]:
+    """Export `src` to `dst` after checking every argument; returns the lines to show the user.
+
+    threshold: a number as text, "oof" (the best of `oof_report`) or None (keep the source's).
+    With check_images the export is removed again when its masks disagree with the source's.
+    """
+    from_oof = threshold == "oof"
+    thr = None
+    if threshold is not None and not from_oof:
         try:
-            threshold = float(args.threshold)
+            thr = float(threshold)
         except ValueError:
-            raise UserError(f"--threshold {args.threshold}: neither a number nor 'oof'") from None
-    for img in args.check_images or []:
+            raise UserError(f"--threshold {threshold}: neither a number nor 'oof'") from None
+    check_images = [Path(i) for i in check_images or []]
+    for img in check_images:
         if not img.is_file():
             raise UserError(f"{img}: --check-images file not found")
-    if Path(args.dst).resolve() == Path(args.src).resolve():
-        raise UserError(f"{args.dst}: the output would overwrite the input")
-    suffix = Path(args.dst).suffix
-    fmt = args.format if args.format != "auto" else {".onnx": "onnx", ".xml": "openvino"}.get(
-        suffix, "pth")
+    if Path(dst).resolve() == Path(src).resolve():
+        raise UserError(f"{dst}: the output would overwrite the input")
+    suffix = Path(dst).suffix
+    if fmt == "auto":
+        fmt = {".onnx": "onnx", ".xml": "openvino"}.get(suffix, "pth")
     if (fmt == "onnx" and suffix != ".onnx") or (fmt == "openvino" and suffix != ".xml"):
-        raise UserError(f"{args.dst}: a {fmt} model is written to a "
+        raise UserError(f"{dst}: a {fmt} model is written to a "
                         f"{'.onnx' if fmt == 'onnx' else '.xml'} file")
     if fmt == "pth":
-        export_checkpoint(args.src, args.dst, args.half, threshold, args.note, args.oof_report,
-                          from_oof, args.check_images)
+        export_checkpoint(src, dst, half, thr, note, oof_report, from_oof, check_images)
     else:
-        if args.half or args.threshold is not None or args.note or args.oof_report:
+        if half or threshold is not None or note or oof_report:
             raise UserError("--half, --threshold, --oof-report and --note apply to "
                             ".pth/.safetensors exports")
-        export_deployable(args.src, args.dst, fmt)
-    size = sum(f.stat().st_size for f in (Path(args.dst), Path(args.dst).with_suffix(".bin"))
-               if f.is_file() and (f == Path(args.dst) or suffix == ".xml")) / 1e6
-    print(f"written {args.dst} ({size:.1f} MB)")
-    if args.check_images:
+        export_deployable(src, dst, fmt)
+    size = sum(f.stat().st_size for f in (Path(dst), Path(dst).with_suffix(".bin"))
+               if f.is_file() and (f == Path(dst) or suffix == ".xml")) / 1e6
+    lines = [f"written {dst} ({size:.1f} MB)"]
+    if check_images:
         if fmt == "pth":  # the source's float32 masks are stored in the file: compare with them
-            agree = min(check_reference(args.dst, args.check_images, backend="auto").values())
+            agree = min(check_reference(dst, check_images, backend="auto").values())
         else:
-            agree = mask_agreement(args.src, args.dst, args.check_images)
-        print(f"mask agreement with {args.src}: {100 * agree:.3f} % (worst image)")
+            agree = mask_agreement(src, dst, check_images)
+        lines.append(f"mask agreement with {src}: {100 * agree:.3f} % (worst image)")
         if agree < 0.995:
-            Path(args.dst).unlink()
+            Path(dst).unlink()
             raise UserError(f"masks agree on only {100 * agree:.2f} % of pixels; export removed")
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)
+    return lines

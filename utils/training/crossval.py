@@ -32,14 +32,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
-from utils.dataset import WrinkleDataset
+from utils.data.dataset import WrinkleDataset
+from utils.data.pairs import find_pairs, resolve_pairs
+from utils.data.splits import write_ids
 from utils.errors import UserError
+from utils.evaluation.metrics import SegmentationMetrics
+from utils.evaluation.validation import validate
 from utils.io import write_json
-from utils.metrics import SegmentationMetrics
-from utils.pairs import find_pairs, resolve_pairs
 from utils.runtime import amp_dtype, resolve_device
-from utils.splits import write_ids
-from utils.training import train, validate
+from utils.training.loop import train
 
 # Candidate thresholds; the fine steps near 1 are for recipes that shift calibration upwards
 # (a recall-weighted loss predicts high probabilities widely).

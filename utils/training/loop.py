@@ -7,8 +7,6 @@ needed to resume), the resolved config.yaml, the split as id lists, history.csv 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import sys
 import time
@@ -32,14 +30,14 @@ from utils.checkpoints import (
     state_dict_copy,
 )
 from utils.config import save_config
-from utils.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
+from utils.data.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
+from utils.data.pairs import find_pairs, ids_of, resolve_pairs
+from utils.data.splits import make_split, read_ids, save_split
 from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
-from utils.io import write_json, write_text
-from utils.metrics import SegmentationMetrics
-from utils.pairs import find_pairs, ids_of, resolve_pairs
-from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, seed_everything
-from utils.splits import make_split, read_ids, save_split
+from utils.evaluation.validation import validate
+from utils.io import csv_text, write_json, write_text
+from utils.runtime import amp_dtype, autocast, resolve_device, seed_everything
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "f1", "jaccard", "precision", "recall",
                   "auroc", "average_precision", "macro_f1", "macro_jaccard", "seconds"]
@@ -82,46 +80,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _history_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-             dtype: torch.dtype | None, criterion: torch.nn.Module | None, threshold: float,
-             bins: int = 200, channels_last: bool = True, progress: bool = True,
-             desc: str = "validate", curve: bool = False,
-             on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None
-             ) -> tuple[dict[str, Any], SegmentationMetrics]:
-    """Run a model over a loader: loss and the shared metric collection (every image counted)."""
-    model.eval()
-    metrics = SegmentationMetrics(threshold=threshold, bins=bins, curve=curve, device=device)
-    loss_sum = torch.zeros((), device=device)
-    n = 0
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
-        x, y = batch_to_device(batch, loader.dataset.recipe, device, channels_last)
-        with autocast(device, dtype):
-            logits = model(x)
-        if criterion is not None:
-            loss_sum += criterion(logits.float(), y) * x.shape[0]
-        probs = logits_to_probs(logits)
-        metrics.update(probs, y[:, 0], list(batch["id"]))
-        if on_batch is not None:
-            on_batch(batch, probs)
-        n += x.shape[0]
-    out = metrics.compute()  # torchmetrics sums the states over ranks first
-    totals = distributed.sum_across(torch.stack([loss_sum.float(),
-                                                 torch.tensor(float(n), device=device)]))
-    out["val_loss"] = float(totals[0] / totals[1].clamp(min=1)) if criterion is not None \
-        else float("nan")
-    return out, metrics
 
 
 def _prepare_run(cfg: dict[str, Any], resume: dict[str, Any] | None) -> tuple[Path, dict]:
@@ -324,7 +282,7 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "rng": rng_state(), "history": history, "best_score": best, "stale_epochs": stale})
-            write_text(run_dir / "history.csv", _history_csv(history))
+            write_text(run_dir / "history.csv", csv_text(history, HISTORY_FIELDS, ".6g"))
         distributed.barrier()
         scores = (f"  val loss {val['val_loss']:.4f}  F1 {val['f1']:.4f}  Jaccard "
                   f"{val['jaccard']:.4f}  AUROC {val['auroc']:.4f}{'  (best)' if improved else ''}"
@@ -350,11 +308,36 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
                "best": best_row, "epochs_run": len(history), "device": str(device),
                "amp": str(dtype).replace("torch.", "") if dtype else "off",
                "resolution": recipe["image_size"] or "native",
-               "mask_rule": "utils.masks (max-pool shrink)", "threshold": threshold}
+               "mask_rule": "utils.data.masks (max-pool shrink)", "threshold": threshold}
     if info.main:
         write_json(run_dir / "summary.json", summary)
     return summary
 
+
+
+def step_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              criterion: torch.nn.Module, device: torch.device,
+              dtype: torch.dtype | None) -> torch.Tensor:
+    """The forward half of a training step: logits under autocast, the loss in float32."""
+    with autocast(device, dtype):
+        logits = model(x)
+    return criterion(logits.float(), y)
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler | None, grad_clip: float) -> None:
+    """The backward half: gradients (scaled for fp16), clipping, the optimizer's step.
+
+    The training loop and the training benchmarks (bench/bench_train.py, bench/gpu_check.py) run
+    this same step, so a measured rate is the rate of training."""
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, dtype, t,
@@ -367,22 +350,14 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, file=sys.stderr)
     for step, batch in enumerate(bar):
         x, y = batch_to_device(batch, loader.dataset.recipe, device, t["channels_last"])
-        with autocast(device, dtype):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
+        loss = step_loss(model, x, y, criterion, device, dtype)
         bad |= ~torch.isfinite(loss.detach())
         if step % check_every == 0 and bool(distributed.sum_across(bad.float().clone()) > 0):
             kept = f"the last good checkpoint is {last_path}" if last_path.exists() else \
                 "no checkpoint was written yet"
             raise TrainingStopped(f"loss became NaN/inf at epoch {epoch}, step {step}; training "
                                   f"stopped and {kept} (try a lower --lr or --amp off)")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if t["grad_clip"]:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, model, optimizer, scaler, t["grad_clip"])
         if isinstance(scheduler, PER_STEP_SCHEDULERS):
             scheduler.step()
         loss_sum += loss.detach() * x.shape[0]

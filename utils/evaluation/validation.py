@@ -1,0 +1,51 @@
+"""A model over a data loader: the loss and the shared metric collection, every image counted.
+
+Training's per-epoch validation, evaluate.py and cross-validation all call `validate`, so what is
+measured while training is what evaluation reports.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils import distributed
+from utils.data.dataset import batch_to_device
+from utils.evaluation.metrics import SegmentationMetrics
+from utils.runtime import autocast, logits_to_probs
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             dtype: torch.dtype | None, criterion: torch.nn.Module | None, threshold: float,
+             bins: int = 200, channels_last: bool = True, progress: bool = True,
+             desc: str = "validate", curve: bool = False,
+             on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None
+             ) -> tuple[dict[str, Any], SegmentationMetrics]:
+    """Run a model over a loader: loss and the shared metric collection (every image counted)."""
+    model.eval()
+    metrics = SegmentationMetrics(threshold=threshold, bins=bins, curve=curve, device=device)
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
+        x, y = batch_to_device(batch, loader.dataset.recipe, device, channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        if criterion is not None:
+            loss_sum += criterion(logits.float(), y) * x.shape[0]
+        probs = logits_to_probs(logits)
+        metrics.update(probs, y[:, 0], list(batch["id"]))
+        if on_batch is not None:
+            on_batch(batch, probs)
+        n += x.shape[0]
+    out = metrics.compute()  # torchmetrics sums the states over ranks first
+    totals = distributed.sum_across(torch.stack([loss_sum.float(),
+                                                 torch.tensor(float(n), device=device)]))
+    out["val_loss"] = float(totals[0] / totals[1].clamp(min=1)) if criterion is not None \
+        else float("nan")
+    return out, metrics

@@ -1,0 +1,2 @@
+"""Training: the loop behind train.py (loop.py) and cross-validation over fixed folds
+(crossval.py)."""
