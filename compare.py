@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from utils.io import check_output_dir
+
+    check_output_dir(args.out)  # before the model loads: a bad --out fails at once
     from utils.compare import compare_photos, summary_text, write_outputs  # after --help
     from utils.data.images import load_image
     from utils.inference.predictor import WrinklePredictor

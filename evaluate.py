@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from utils.io import check_output_dir
+
+    check_output_dir(args.out)
     from utils.evaluation.evaluate import evaluate  # imported here so that --help answers at once
 
     evaluate(args.checkpoint, args.out, split=args.split, image_dir=args.image_dir,

@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="a checkpoint written by train.py (best.pth or last.pth)")
-    p.add_argument("dst", help="output file (.pth, .safetensors, .onnx, or .xml for OpenVINO)")
+    p.add_argument("dst", help="output file (.pth, .pt, .safetensors, .onnx, or .xml for "
+                                "OpenVINO); an existing file is kept unless --overwrite")
     p.add_argument("--format", choices=["auto", "pth", "onnx", "openvino"], default="auto",
                    help="auto: from the output's suffix")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="report.json of the recipe's cross-validation: its out-of-fold figures "
                         "go into the file")
     p.add_argument("--note", help="a free-text note stored in the file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file (default: refuse)")
     p.add_argument("--check-images", nargs="+", type=Path, metavar="IMAGE",
                    help="aligned faces on which the export's masks must agree with the source's; "
                         "the source's float32 masks of them are stored in the file")
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference.export import export
 
     for line in export(args.src, args.dst, args.format, args.half, args.threshold, args.note,
-                       args.oof_report, args.check_images):
+                       args.oof_report, args.check_images, args.overwrite):
         print(line)
     return 0
 

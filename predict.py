@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from utils.errors import run_cli
+from utils.errors import UserError, run_cli
 from utils.model_args import add_model_args, check_model_args
 
 
@@ -62,7 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from utils.inference.batch import predict_files
+    from utils.io import check_output_dir
+
+    check_output_dir(args.out)  # before the model loads: bad outputs or inputs fail at once
+    from utils.inference.batch import collect_inputs, predict_files
+
+    files, failures = collect_inputs(args.inputs)
+    if not files:
+        raise UserError("; ".join(failures))
     from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     kw = {"device": args.device, "precision": args.precision, "backend": args.backend,

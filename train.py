@@ -62,11 +62,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.config import load_config  # imported here so that --help answers at once
+    from utils.io import check_output_dir
     from utils.training.loop import train
 
     overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.strict:
         overrides["data.strict"] = True
+    if args.init:
+        from utils.checkpoints import check_checkpoint_file
+
+        check_checkpoint_file(args.init)  # before the data is read: a wrong file fails at once
     if args.resume:
         from utils.checkpoints import load_checkpoint
         from utils.config import validate_config
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                           | {k: v for k, v in overrides.items() if v is not None}, args.set)
     else:
         cfg = load_config(args.config, overrides, args.set)
+    check_output_dir(cfg["train"]["out_dir"], "--out-dir")
     summary = train(cfg, resume=args.resume and _last(args.resume), init=args.init,
                     progress=not args.no_progress)
     best = summary["best"]

@@ -3,6 +3,8 @@ gradio_client, a real (headless Debian) Chromium driving the page, and the comma
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -139,7 +141,7 @@ def test_no_face_says_so_in_the_headline(baseline: tuple[Any, Any]) -> None:
     wall = np.full((300, 400, 3), 140, np.uint8)
     overlay, heat, summary, table, _ = handler_of(demo)(wall, 0.5)
     assert summary.startswith("### No face found") and "% of the face" not in summary
-    assert heat is None and len(table) == 0 and (overlay == wall).all()
+    assert heat is None and len(table) == 0 and overlay is None  # no photo under "Wrinkles"
 
 
 def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> None:
@@ -165,7 +167,7 @@ def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> Non
     rgb = face()
     before = make_photo(rgb, 1, "square").rgb
     after = make_photo(rgb, 2, "4:3").rgb
-    pair, diff, summary, table = compare(before, after, 0.5)
+    pair, diff, summary, table, _ = compare(before, after, 0.5)
     assert pair.shape[1] > 2 * 256 and diff.shape[0] > 256
     assert "noise band" in summary and "after vs before" in summary
     assert table["region"].iloc[0] == "whole face" and len(table) == 11
@@ -174,6 +176,69 @@ def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> Non
         compare(before, np.full((200, 300, 3), 90, np.uint8), 0.5)
     with pytest.raises(gr.Error, match="no before photo"):
         compare(None, after, 0.5)
+
+
+def _upload(demo: Any, name: str, data: bytes) -> dict[str, Any]:
+    """A file as gradio's upload route leaves it: in the cache, recorded, as a payload."""
+    folder = Path(os.environ["GRADIO_TEMP_DIR"]) / hashlib.sha256(data).hexdigest()[:16]
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    demo.upload_file_set.add(str(path))
+    return {"path": str(path), "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_compare_twice_and_a_photo_with_itself(baseline: tuple[Any, Any]) -> None:
+    """The same upload as before and after (one cached file), and the button clicked again
+    after the uploads were deleted: both work from the session's decoded photos."""
+    _, demo = baseline
+    compare = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
+    payload = _upload(demo, "me.jpg", face_path().read_bytes())
+    first = compare(payload, payload, 0.5)
+    assert not Path(payload["path"]).exists()  # read once, deleted
+    again = compare(payload, payload, 0.5, first[4])
+    for _, _, summary, table, _ in (first, again):
+        assert set(table["verdict"]) == {"within measurement noise"}
+        assert (table["change (points)"] == 0).all()
+        assert "may show different people" not in summary
+    assert (again[0] == first[0]).all()
+
+
+def test_a_face_at_the_models_size_is_not_called_small(baseline: tuple[Any, Any]) -> None:
+    _, demo = baseline
+    summary = handler_of(demo)(face(), 0.5)[2]
+    assert "is small in this photo" not in summary  # an FFHQ face of 256 px: 252 px across
+    small = np.full((400, 400, 3), 120, np.uint8)
+    small[130:270, 130:270] = cv2.resize(face(), (140, 140), interpolation=cv2.INTER_AREA)
+    assert "is small in this photo" in handler_of(demo)(small, 0.5)[2]
+
+
+def test_thicker_lines_are_a_view_only(baseline: tuple[Any, Any]) -> None:
+    from utils.demo import page_threshold, run_prediction, thicken
+
+    predictor, _ = baseline
+    thin = run_prediction(predictor, face(), 0.5)
+    wide = run_prediction(predictor, face(), 0.5, thick=True)
+    changed = [(o != face()).any(axis=2).sum() for o in (thin[0], wide[0])]
+    assert changed[1] > 1.5 * changed[0]
+    assert wide[2] == thin[2] and wide[3].equals(thin[3])  # the numbers are the same
+    mask = np.zeros((1200, 900), bool)
+    mask[600, 100:800] = True
+    assert thicken(mask)[598:603, 450].all() and not thicken(mask)[596, 450]
+    with pytest.warns(UserWarning, match="threshold 2 is outside 0.05-0.95: 0.95 is used"):
+        assert page_threshold(2) == 0.95
+    assert page_threshold("0.3") == 0.3
+
+
+def test_pair_captions_sit_below_the_faces(baseline: tuple[Any, Any]) -> None:
+    """A viewer's own label covers a picture's top left corner: captions go underneath."""
+    from utils.compare import compare_photos, side_by_side
+
+    predictor, _ = baseline
+    comp = compare_photos(predictor, [("before", face()), ("after", face())])
+    pic = side_by_side(comp)
+    assert (pic[-28:, :, :] == 255).mean() > 0.9 and (pic[-28:, :60] < 128).any()
+    assert (pic[:28, :256] == 255).mean() < 0.5  # the top rows are the face, not a caption
 
 
 # 2. bad and unusual inputs ----------------------------------------------------------------
@@ -357,6 +422,55 @@ def test_browser_upload_shows_the_overlay(server: str, tmp_path: Path) -> None:
             page.set_input_files("#photo input[type=file]", str(face_path()))
             page.wait_for_selector("#overlay img[src]", timeout=10_000)
             assert "threshold 0.50" in page.inner_text("#summary")
+        finally:
+            browser.close()
+
+
+def test_browser_threshold_two_faces_and_compare_twice(server: str, tmp_path: Path) -> None:
+    """A typed threshold of 2 runs as the 0.95 the box shows; a photo of two faces lists every
+    row; Compare works twice on the same photo given as before and after."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/install_browser.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright not installed (see requirements-dev.txt)")
+    from utils.data.images import load_image
+
+    a, b = (load_image(IMAGES / f"{i}.jpg") for i in labelled_ids(2))
+    two = np.full((420, 760, 3), 100, np.uint8)
+    two[10:410, 10:410] = cv2.resize(a, (400, 400), interpolation=cv2.INTER_CUBIC)
+    two[100:356, 460:716] = b
+    two_path = tmp_path / "two.png"
+    cv2.imwrite(str(two_path), cv2.cvtColor(two, cv2.COLOR_RGB2BGR))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server)
+            page.set_input_files("#photo input[type=file]", str(two_path))
+            page.wait_for_function("() => document.querySelector('#summary').innerText"
+                                   ".includes('2 faces')", timeout=30_000)
+            rows = page.inner_text("#regions")
+            assert rows.count("cheeks") == 2 and rows.count("whole face") == 2, rows
+            box = page.locator("#threshold input[type=number]")
+            box.fill("2")
+            box.press("Tab")
+            page.wait_for_function("() => document.querySelector('#summary').innerText"
+                                   ".includes('threshold 0.95')", timeout=10_000)
+            assert box.input_value() == "0.95"
+            assert page.locator(".toast-body.error").count() == 0
+            page.get_by_role("tab", name="Compare").click()
+            page.set_input_files("#before input[type=file]", str(face_path()))
+            page.set_input_files("#after input[type=file]", str(face_path()))
+            page.wait_for_selector("#after img", timeout=10_000)
+            for _ in range(2):
+                page.click("#compare")
+                with contextlib.suppress(sync_api.TimeoutError):  # a fast run may hide it
+                    page.wait_for_selector("#pair .progress-text", timeout=5_000)
+                page.wait_for_function("() => !document.querySelector('#pair .progress-text')",
+                                       timeout=30_000)
+                assert "noise band" in page.inner_text("#compare-summary")
+                assert page.locator(".toast-body.error").count() == 0
+            assert "within measurement noise" in page.inner_text("#compare-summary")
         finally:
             browser.close()
 

@@ -110,7 +110,7 @@ def test_evaluate_bad_checkpoints(tmp_path, trained_run, capsys):
     check(evil, "refused to load")
     text = tmp_path / "text.pth"
     text.write_text("hello")
-    check(text, "text.pth: not a readable PyTorch checkpoint")
+    check(text, "text.pth: this is a text file, not a checkpoint")
     check(trained_run / "best.pth", "bogus", extra=("-s", "bogus"))
     check(trained_run / "best.pth", "gone: image folder not found",
           extra=("--image-dir", str(tmp_path / "gone")))

@@ -131,3 +131,34 @@ def test_compare_help_explains() -> None:
     one = subprocess.run([sys.executable, str(REPO / "compare.py"), "only.jpg"],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert one.returncode == 1 and "at least two photos" in one.stderr
+
+
+def test_different_people_are_warned_of_first_and_in_every_verdict(predictor, tmp_path) -> None:
+    from utils.compare import OTHER_PERSON, compare_photos, load_noise, summary_text
+
+    noise = load_noise()
+    ident = noise["identity"]
+    same = ident["same_face_percentiles"]
+    assert noise["identity_threshold"] == pytest.approx(same[99])  # the stated rule
+    assert noise["identity_threshold"] < same[100]  # a margin below the largest same-face pair
+    a = _photos(FACES[0])[0]
+    other = _photos(FACES[4])[0]
+    comp = compare_photos(predictor, [("a.jpg", a), ("other.jpg", other)])
+    assert comp.other_person == [True]
+    text = summary_text(comp)
+    first = text.splitlines()[0]
+    assert first.startswith("warning: other.jpg and a.jpg may show different people"), text
+    assert "pairs of photos of one face differ less" in first
+    assert all(r["verdict"].endswith(OTHER_PERSON) for r in comp.rows if r["photo"] == "other.jpg")
+    cv2.imwrite(str(tmp_path / "a.jpg"), cv2.cvtColor(a, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "other.jpg"), cv2.cvtColor(other, cv2.COLOR_RGB2BGR))
+    res = subprocess.run([sys.executable, str(REPO / "compare.py"), str(tmp_path / "a.jpg"),
+                          str(tmp_path / "other.jpg"), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    said = next(i for i, ln in enumerate(lines) if ln.startswith("warning: "))
+    assert said < next(i for i, ln in enumerate(lines) if " vs " in ln), res.stdout
+    with open(tmp_path / "o" / "comparison.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["photo"].endswith("other.jpg")]
+    assert rows and all(r["verdict"].endswith(OTHER_PERSON) for r in rows)

@@ -85,13 +85,56 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save(data, tmp)
 
 
-def read_checkpoint_file(path: str | Path) -> Any:
-    """torch.load with weights_only=True; a missing, empty or unsafe file is a UserError."""
+# File signatures of what people give by mistake where a checkpoint belongs.
+_SIGNATURES = [(b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+               (b"GIF8", "a GIF image"), (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"),
+               (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"),
+               (b"\x1f\x8b", "a gzip archive"), (b"\x08", "an ONNX model (protobuf)")]
+EXPECTED = ("expected a .pth or .safetensors model written by train.py or export.py, or a "
+            "published wrinkle model: see res/cp/README.md")
+
+
+def file_kind(head: bytes) -> str | None:
+    """What the first bytes of a file say it is, when that is plainly not a checkpoint."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return "a text file"
+    return None
+
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint path that names an existing, non-empty file that is not plainly something
+    else (an image, a text file); the error says what was found and what is expected."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a checkpoint file ({EXPECTED})")
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: checkpoint file is empty")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
+    kind = file_kind(head)
+    if kind is not None and not (kind.startswith("an ONNX") and path.suffix == ".onnx"):
+        raise UserError(f"{path}: this is {kind}, not a checkpoint ({EXPECTED})")
+    return path
+
+
+def read_checkpoint_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True; a missing, empty, foreign or unsafe file is a
+    UserError that says what the file is."""
+    path = check_checkpoint_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes on foreign files

@@ -24,13 +24,15 @@ import numpy as np
 
 from utils.errors import UserError
 from utils.faces.regions import REGION_LABELS, REGION_NAMES
-from utils.inference.predictor import FaceResult, NoFaceError, WrinklePredictor
+from utils.inference.predictor import FaceResult, WrinklePredictor, holds_less_detail
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE_FILE = REPO / "docs" / "compare_noise.json"
 REGIONS = ("face", *REGION_NAMES)
 CSV_FIELDS = ["region", "photo", "share", "lines", "length_px", "change_share", "change_lines",
               "change_length_px", "noise_band", "verdict"]
+# added to every verdict of a photo whose face may be another person's
+OTHER_PERSON = " (may be another person)"
 # the difference picture: wrinkles only in the first photo, only in the later one, in both
 ONLY_FIRST = (0, 190, 255)
 ONLY_LATER = (255, 40, 200)
@@ -47,6 +49,7 @@ class Comparison:
     noise: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     identity_distance: list[float] = field(default_factory=list)
+    other_person: list[bool] = field(default_factory=list)  # per later photo: flagged
 
     def row(self, region: str, photo: int) -> dict[str, Any]:
         return next(r for r in self.rows
@@ -95,6 +98,25 @@ def _pick(result: Any, face: int | None, name: str) -> FaceResult:
     return result.faces[face]
 
 
+def _rank(value: float, quantiles: list[float]) -> float:
+    """The share of a distribution below `value`, from its 101 stored percentiles."""
+    return float(np.interp(value, quantiles, np.linspace(0, 1, len(quantiles))))
+
+
+def identity_warning(name: str, reference: str, distance: float, noise: dict[str, Any]) -> str:
+    """Why two faces may be different people, with where their distance sits between the two
+    distributions measured on ../shared (bench/bench_compare.py)."""
+    text = (f"{name} and {reference} may show different people: their landmark geometry differs "
+            f"by {distance:.4f} of the frame (threshold {noise['identity_threshold']:.4f})")
+    ident = noise.get("identity")
+    if ident:
+        same = 100 * _rank(distance, ident["same_face_percentiles"])
+        other = 100 * (1 - _rank(distance, ident["different_faces_percentiles"]))
+        text += (f"; {same:.0f} % of pairs of photos of one face differ less, {other:.0f} % of "
+                 "pairs of different people differ more")
+    return text + ". A strong change of expression can do this too; compare with care."
+
+
 def compare_faces(names: list[str], faces: list[FaceResult],
                   noise: dict[str, Any] | None = None) -> Comparison:
     """Compare already analysed faces (the first is the reference)."""
@@ -123,16 +145,17 @@ def compare_faces(names: list[str], faces: list[FaceResult],
     for i in range(1, len(faces)):
         d = shape_distance(faces[0], faces[i])
         comp.identity_distance.append(d)
-        if d > noise["identity_threshold"]:
-            comp.warnings.append(
-                f"{names[i]} and {names[0]} may show different people: their landmark geometry "
-                f"differs by {d:.4f} of the frame, more than "
-                f"{noise['identity_threshold']:.4f}, the largest seen between two photos of one "
-                "face (a different expression can do this too)")
+        flagged = d > noise["identity_threshold"]
+        comp.other_person.append(flagged)
+        if flagged:
+            comp.warnings.append(identity_warning(names[i], names[0], d, noise))
+            for r in rows:
+                if r["photo"] == names[i]:
+                    r["verdict"] += OTHER_PERSON
     sides = [f.alignment.side for f in faces]
     frame = faces[0].frame
     lo = int(np.argmin(sides))
-    if min(sides) < frame or max(sides) > 2 * min(sides):
+    if holds_less_detail(min(sides), frame) or max(sides) > 2 * min(sides):
         comp.warnings.append(
             f"{names[lo]} limits the comparison: its face is {sides[lo]:.0f} px across in the "
             f"photo (the others {', '.join(f'{s:.0f}' for j, s in enumerate(sides) if j != lo)}"
@@ -151,7 +174,7 @@ def compare_photos(predictor: WrinklePredictor, photos: list[tuple[str, np.ndarr
     for name, rgb in photos:
         try:
             result = predictor.predict(rgb, threshold)
-        except NoFaceError as exc:
+        except UserError as exc:  # no face, too small, ...: say which photo
             raise UserError(f"{name}: {exc}") from None
         faces.append(_pick(result, face, name))
     return compare_faces([n for n, _ in photos], faces, noise)
@@ -171,9 +194,11 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], width: int) -> None:
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
+    """A caption bar under a picture (under, not over: a viewer's own label, such as the app's,
+    sits on a picture's top left corner)."""
     bar = np.full((28, img.shape[1], 3), 255, np.uint8)
     _text(bar, text, (6, 19), img.shape[1] - 12)
-    return np.vstack([bar, img])
+    return np.vstack([img, bar])
 
 
 def side_by_side(comp: Comparison, scale: int = 2) -> np.ndarray:
@@ -219,7 +244,7 @@ def difference_picture(comp: Comparison, later: int = 1, scale: int = 2) -> np.n
 
 def summary_text(comp: Comparison) -> str:
     """A few lines a person can read: the whole face, the regions that changed, the caveats."""
-    lines = []
+    lines = [f"warning: {w}" for w in comp.warnings]  # first: they change how to read the rest
     first = comp.names[0]
     for i, name in enumerate(comp.names[1:], start=1):
         face = comp.row("face", i)
@@ -227,7 +252,7 @@ def summary_text(comp: Comparison) -> str:
                      f"({100 * comp.row('face', 0)['share']:.2f} % before): "
                      f"{_says(face)}.")
         changed = [comp.row(r, i) for r in REGION_NAMES
-                   if comp.row(r, i)["verdict"] in ("decrease", "increase")]
+                   if _base(comp.row(r, i)["verdict"]) in ("decrease", "increase")]
         if changed:
             lines.append("  changed beyond the noise band: " + "; ".join(
                 f"{REGION_LABELS[r['region']]} {_pct(r['change_share'])}" for r in changed))
@@ -237,7 +262,6 @@ def summary_text(comp: Comparison) -> str:
                  f"this method measures between two photos of the same unchanged face (pose, "
                  f"scale, exposure), per region; for the whole face "
                  f"{100 * comp.noise['face']:.2f} points of share.")
-    lines += [f"warning: {w}" for w in comp.warnings]
     return "\n".join(lines)
 
 
@@ -245,12 +269,17 @@ def _pct(change: float) -> str:
     return f"{100 * change:+.2f} points"
 
 
+def _base(verdict: str) -> str:
+    return verdict.removesuffix(OTHER_PERSON)
+
+
 def _says(row: dict[str, Any]) -> str:
-    if row["verdict"] == "within measurement noise":
+    verdict = _base(row["verdict"])
+    if verdict == "within measurement noise":
         return (f"change {_pct(row['change_share'])}, within measurement noise "
                 f"(+-{100 * row['noise_band']:.2f})")
-    article = "an" if row["verdict"] == "increase" else "a"
-    return f"{article} {row['verdict']} of {abs(100 * row['change_share']):.2f} points of share"
+    article = "an" if verdict == "increase" else "a"
+    return f"{article} {verdict} of {abs(100 * row['change_share']):.2f} points of share"
 
 
 def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:

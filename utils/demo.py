@@ -43,6 +43,8 @@ MAX_FILE_SIZE = "50mb"
 # uploads that never reached a handler). Results need to outlive only their download by the page
 # or client; the bundled examples are exempt (gradio keeps them).
 DELETE_CACHE = (60, 60)
+SLIDER = (0.05, 0.95)  # the threshold slider's range
+TABLE_HEIGHT = 2000  # px: every row of several faces shows without scrolling inside the table
 STATE_SECONDS = 900  # how long a session keeps its decoded photo in memory for threshold re-runs
 
 Outputs = tuple[Any, Any, str, Any, Any]  # overlay, heatmap, summary, table, photo state
@@ -167,6 +169,8 @@ def _table(faces: list[Any]) -> pd.DataFrame:
 
 def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
     """The headline and the notes: a share per face, or why nothing was measured."""
+    from utils.inference.predictor import SMALL_FACE_SHARE, holds_less_detail
+
     if not faces:
         lines = ["### No face found", f"Nothing was measured: {NO_FACE_HINT}."]
     else:
@@ -183,21 +187,51 @@ def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
                 f"Faces are numbered on the overlay, largest first; threshold {threshold:.2f}."]
         lines.append(f"Each face is aligned as FFHQ was (68 landmarks) and measured in that "
                      f"{size} px frame: pixel counts and lengths are aligned-frame pixels.")
-        small = [f for f in faces if f.box is not None and f.alignment.side < size]
+        small = [f for f in faces
+                 if f.box is not None and holds_less_detail(f.alignment.side, size)]
         for f in small:
             lines.append(f"⚠ face {f.index + 1} is small in this photo ({f.alignment.side:.0f} "
-                         f"px across its frame, the model works at {size} px): fine lines may "
-                         "be missed; a closer or sharper photo gives more reliable numbers.")
+                         f"px across its frame, under {SMALL_FACE_SHARE:.0%} of the {size} px "
+                         "the model works at): fine lines may be missed; a closer or sharper "
+                         "photo gives more reliable numbers.")
     lines += [f"note: {n}" for n in notes if "smaller than the model" not in n]
     return "\n\n".join(lines)
 
 
+def thicken(mask: np.ndarray) -> np.ndarray:
+    """The mask drawn wider for viewing a whole photo at page size: lines grow by about one
+    pixel per 600 px of the photo's long side on each side (the measurement is unchanged)."""
+    import cv2
+    import numpy as np
+
+    r = max(1, round(max(mask.shape) / 600))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def page_threshold(value: Any) -> float:
+    """A threshold typed into the page's slider box, brought into the slider's range (the box
+    shows the clamped value, so the run must use it too); a warning says so."""
+    try:
+        thr = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number, got {value!r}") from None
+    clamped = min(max(thr, SLIDER[0]), SLIDER[1])
+    if clamped != thr:
+        import gradio as gr
+
+        gr.Warning(f"threshold {thr:g} is outside {SLIDER[0]}-{SLIDER[1]}: {clamped} is used")
+    return clamped
+
+
 def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
                    photo: dict[str, Any] | None = None,
-                   forget: Callable[[str], None] | None = None, marks: bool = False) -> Outputs:
+                   forget: Callable[[str], None] | None = None, marks: bool = False,
+                   thick: bool = False) -> Outputs:
     """One prediction for the page or the API: read the photo (or reuse the session's copy when
     only the threshold changed, since the upload itself is gone by then), predict every face,
-    and draw (landmarks and region outlines too with `marks`)."""
+    and draw (landmarks and region outlines too with `marks`, wider lines with `thick`). A photo
+    without a face gets no pictures, only the summary that says so."""
     from utils.data.images import resize_image
     from utils.inference.predictor import NoFaceError
     from utils.visualize import draw_faces, heatmap, overlay, with_colour_scale
@@ -221,11 +255,12 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     except NoFaceError as exc:
         why = str(exc)  # the headline says "no face found"; keep what it adds (a tiny image)
         notes = [*extra, why] if why != "no face found" else extra
-        return rgb, None, _summary([], thr, notes), _table([]), state
+        return None, None, _summary([], thr, notes), _table([]), state
     if result.mask.shape != rgb.shape[:2]:  # the predictor scaled the photo down
         rgb = resize_image(rgb, result.mask.shape)
     notes = extra + [n for n in result.notes if n not in predictor.loaded.notes and n not in extra]
-    shown = draw_faces(overlay(rgb, result.mask), result.faces, regions=marks, landmarks=marks)
+    drawn = thicken(result.mask) if thick else result.mask
+    shown = draw_faces(overlay(rgb, drawn), result.faces, regions=marks, landmarks=marks)
     heat = with_colour_scale(heatmap(rgb, result.probs))
     return shown, heat, _summary(result.faces, thr, notes), _table(result.faces), state
 
@@ -243,9 +278,12 @@ def _display_copy(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, threshold: Any,
-                   forget: Callable[[str], None] | None = None) -> tuple[Any, Any, str, Any]:
+                   forget: Callable[[str], None] | None = None,
+                   photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
     """The Compare tab: two photos of one person, their aligned faces side by side, the
-    difference picture, the summary with the noise band, and the table per region."""
+    difference picture, the summary with the noise band, the table per region, and the
+    decoded photos kept for the session (uploads are deleted once read, so a second click, or
+    the same photo as before and after, reuses them)."""
     import pandas as pd
 
     from utils.compare import compare_photos, difference_picture, side_by_side, summary_text
@@ -255,12 +293,25 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
         thr = float(threshold)
     except (TypeError, ValueError):
         raise UserError(f"threshold must be a number, got {threshold!r}") from None
-    photos = []
+    kept = dict(photos or {})  # server path of an upload -> its decoded photo
+    used: dict[str, Any] = {}  # what this comparison read: kept for the next one
+    pair = []
     for name, image in (("before", before), ("after", after)):
         if image is None:
             raise UserError(f"no {name} photo: upload one or take one with the webcam")
-        photos.append((name, _display_copy(read_input(image, forget))[0]))
-    comp = compare_photos(predictor, photos, threshold=thr)
+        key = _source_key(image)
+        if key is not None and key in kept:
+            if forget is not None:  # the same content uploaded again lands at the same path
+                forget(key)
+            rgb = kept[key]
+        else:
+            rgb = _display_copy(read_input(image, forget))[0]
+            if key is not None:
+                kept[key] = rgb
+        if key is not None:
+            used[key] = rgb
+        pair.append((name, rgb))
+    comp = compare_photos(predictor, pair, threshold=thr)
     rows = []
     for region in ("face", *REGION_LABELS):
         a, b = comp.row(region, 0), comp.row(region, 1)
@@ -269,7 +320,7 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
                      round(100 * b["noise_band"], 2), b["verdict"]])
     text = summary_text(comp).replace("\n  ", "\n- ").replace("\n", "\n\n")
     return (side_by_side(comp), difference_picture(comp), text,
-            pd.DataFrame(rows, columns=COMPARE_HEADERS))
+            pd.DataFrame(rows, columns=COMPARE_HEADERS), used)
 
 
 F1_NOTE = ("F1 measures how well the predicted wrinkle pixels overlap an annotator's lines "
@@ -341,11 +392,13 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                 with gr.Column():
                     photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
                                         image_mode=None, label="Face photo", elem_id="photo")
-                    threshold = gr.Slider(0.05, 0.95, value=round(predictor.threshold, 2), step=0.01,
+                    threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2), step=0.01,
                                           label="Threshold (lower finds more wrinkles)",
                                           elem_id="threshold")
                     marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
                                         elem_id="marks")
+                    thick = gr.Checkbox(False, label="Thicker lines (easier to see at page "
+                                        "size; the numbers are unchanged)", elem_id="thick")
                     run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
                     if all(p.is_file() for p in EXAMPLES):
                         gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
@@ -361,7 +414,8 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
             table = gr.Dataframe(headers=TABLE_HEADERS,
                                  datatype=["number", "str", "number", "number", "number", "number"],
                                  interactive=False, label="Per face and region (aligned-frame "
-                                 "pixels; left and right are the person's own)", elem_id="regions")
+                                 "pixels; left and right are the person's own)", elem_id="regions",
+                                 max_height=TABLE_HEIGHT)
         with gr.Tab("Compare"):
             gr.Markdown("Two photos of one person (before and after): each face is aligned into "
                         "the same FFHQ frame and compared region by region. A change counts only "
@@ -381,53 +435,78 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
             compare_summary = gr.Markdown(elem_id="compare-summary")
             compare_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
                                          label="Per region (share: % of the region's pixels)",
-                                         elem_id="compare-table")
+                                         elem_id="compare-table", max_height=TABLE_HEIGHT)
+            compare_state = gr.State(None, time_to_live=STATE_SECONDS)
 
         def forget(path: str) -> None:
             _forget_upload(demo, path)
 
         def predict(image: Any, threshold: Any, draw: bool = False,
                     photo: dict[str, Any] | None = None) -> Outputs:
-            """Find wrinkles in one photo: the `/predict` API endpoint and the button."""
+            """Find wrinkles in one photo: the `/predict` API endpoint."""
+            return page_predict(image, threshold, draw, False, photo)
+
+        def page_predict(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
+                         photo: dict[str, Any] | None = None) -> Outputs:
+            """The same for the page's button, which also offers wider lines."""
             try:
                 if isinstance(image, dict) and image.get("path"):
                     _check_in_cache(image["path"])
-                return run_prediction(predictor, image, threshold, photo, forget, bool(draw))
+                return run_prediction(predictor, image, threshold, photo, forget, bool(draw),
+                                      bool(wide))
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
-        def refresh(image: Any, threshold: Any, draw: bool = False,
+        def refresh(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
                     photo: dict[str, Any] | None = None) -> Outputs:
             """The same, for automatic re-runs: a cleared photo just clears the results."""
             if image is None:
                 return None, None, "", None, None
-            return predict(image, threshold, draw, photo)
+            return page_predict(image, threshold, draw, wide, photo)
 
         def clear() -> tuple[None, None, str, None]:
             return None, None, "", None
 
-        inputs = [photo_in, threshold, marks, photo_state]
+        def settle(value: Any) -> float:
+            """The slider's value as the page shows it (a typed 2 shows, and runs, as 0.95)."""
+            try:
+                return page_threshold(value)
+            except UserError as exc:
+                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
+
+        inputs = [photo_in, threshold, marks, thick, photo_state]
         outputs = [overlay_out, heatmap_out, summary, table, photo_state]
         common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
+        quick = {"queue": False, "api_visibility": "private"}
+        settled = {"api_visibility": "private", "preprocess": False}  # queued: its warning shows
 
-        def compare(before: Any, after: Any, threshold: Any) -> tuple[Any, Any, str, Any]:
+        def compare(before: Any, after: Any, threshold: Any,
+                    photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
             """Compare two photos: the `/compare` API endpoint and the button."""
             try:
                 for image in (before, after):
                     if isinstance(image, dict) and image.get("path"):
                         _check_in_cache(image["path"])
-                return run_comparison(predictor, before, after, threshold, forget)
+                return run_comparison(predictor, before, after, threshold, forget, photos)
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
-        compare_btn.click(compare, [before_in, after_in, threshold],
-                          [pair_out, diff_out, compare_summary, compare_table],
-                          api_name="compare", **common)
-        run.click(predict, inputs, outputs, api_name="predict", **common)
-        photo_in.change(clear, None, outputs[:4], queue=False, api_visibility="private").then(
+        compare_btn.click(settle, threshold, threshold, **settled).then(
+            compare, [before_in, after_in, threshold, compare_state],
+            [pair_out, diff_out, compare_summary, compare_table, compare_state],
+            api_name="compare", **common)
+        run.click(settle, threshold, threshold, **settled).then(
+            page_predict, inputs, outputs, api_visibility="private", **common)
+        # The API's /predict: (photo, threshold, draw marks) as ever; the page's extras stay off.
+        api_only = gr.Button(visible=False)
+        api_only.click(predict, [photo_in, threshold, marks, photo_state], outputs,
+                       api_name="predict", **common)
+        photo_in.change(clear, None, outputs[:4], **quick).then(
             refresh, inputs, outputs, api_visibility="private", **common)
-        threshold.release(refresh, inputs, outputs, api_visibility="private", **common)
+        threshold.release(settle, threshold, threshold, **settled).then(
+            refresh, inputs, outputs, api_visibility="private", **common)
         marks.change(refresh, inputs, outputs, api_visibility="private", **common)
+        thick.change(refresh, inputs, outputs, api_visibility="private", **common)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 

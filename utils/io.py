@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from utils.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -74,3 +76,36 @@ def csv_text(rows: list[dict[str, Any]], fields: list[str], float_format: str | 
         writer.writerow(row)
     return buf.getvalue()
 
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Fail before any work when `path` cannot be (or become) a folder this process writes in.
+
+    Nothing is created: the nearest existing folder on the way is tested with a temporary file,
+    which catches a read-only file system and missing permissions alike."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{p}: {flag} is a file, not a folder")
+    existing = p
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{p}: {flag} cannot be created: {existing} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        where = "" if existing == p else f" (in {existing})"
+        raise UserError(f"{p}: {flag} is not writable{where}: {exc.strerror}") from None
+    return p
+
+
+def check_output_file(path: str | Path, overwrite: bool = False, flag: str = "the output"
+                      ) -> Path:
+    """Fail before any work when `path` cannot be written as a new file: a folder, an existing
+    file (unless `overwrite`), or a place this process cannot write in."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p}: {flag} is a folder, expected a file name")
+    if p.exists() and not overwrite:
+        raise UserError(f"{p}: {flag} already exists; pass --overwrite to replace it")
+    check_output_dir(p.parent, f"the folder of {flag}")
+    return p

@@ -102,6 +102,8 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3), whatever its mode or bit depth."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path}: a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:

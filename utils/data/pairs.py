@@ -19,11 +19,13 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from utils.errors import UserError
-from utils.data.images import IMAGE_EXTENSIONS
+from utils.data.images import IMAGE_EXTENSIONS, MAX_PIXELS
 from utils.data.splits import normalize_id, read_ids
 
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif")
 SHOW_FIRST = 5
+# An image smaller than this (px a side) holds no face any model here can use.
+MIN_SIDE = 32
 
 
 @dataclass
@@ -136,8 +138,17 @@ def _trailer_problem(path: Path) -> str | None:
     return None
 
 
-def check_pair(pair: Pair) -> tuple[str, str] | None:
-    """Header-level check of one pair: readable files, not truncated, mask size fits the image."""
+def min_image_side(image_size: int | None) -> int:
+    """The smallest image side that holds a face at the model's size: a quarter of that size
+    (an image upsampled more than 4x has no wrinkle detail to learn from or to score), and at
+    least MIN_SIDE px whatever the size."""
+    return max(MIN_SIDE, (image_size or 0) // 4)
+
+
+def check_pair(pair: Pair, min_side: int = 0) -> tuple[str, str] | None:
+    """Header-level check of one pair: readable files, not truncated, an image neither smaller
+    than `min_side` px a side nor larger than the image loader reads, mask size fits the image.
+    The one rule for training, evaluation and the data tools."""
     for path in (pair.image, pair.mask):
         if path is None:
             continue
@@ -146,6 +157,12 @@ def check_pair(pair: Pair) -> tuple[str, str] | None:
             return str(path), problem
     try:
         ihw = image_size_of(pair.image)
+        if min(ihw) < min_side:
+            return str(pair.image), (f"{ihw[1]}x{ihw[0]} px is too small to hold a face at the "
+                                     f"model's size (at least {min_side} px a side)")
+        if ihw[0] * ihw[1] > MAX_PIXELS:
+            return str(pair.image), (f"{ihw[1]}x{ihw[0]} px is too large (at most "
+                                     f"{MAX_PIXELS // 1_000_000} megapixels)")
         if pair.mask is not None:
             mhw = image_size_of(pair.mask)
             if not mask_fits(ihw, mhw):
@@ -161,8 +178,10 @@ def check_pair(pair: Pair) -> tuple[str, str] | None:
 
 def find_pairs(image_dir: str | Path, mask_dir: str | Path | None,
                labels_dir: str | Path | None = None, ids: list[str] | None = None,
-               check: bool = True, progress: bool = True) -> PairingReport:
-    """Pair images with masks (and label maps) by id; with `check`, leave out broken files."""
+               check: bool = True, progress: bool = True, min_side: int = MIN_SIDE
+               ) -> PairingReport:
+    """Pair images with masks (and label maps) by id; with `check`, leave out broken files and
+    images of a size the models cannot use (see check_pair; `min_image_side`)."""
     images = index_folder(image_dir, IMAGE_EXTENSIONS, "image")
     masks = index_folder(mask_dir, MASK_EXTENSIONS, "mask") if mask_dir is not None else None
     labels = index_folder(labels_dir, (".npy",), "face-parsing label") if labels_dir else None
@@ -196,7 +215,7 @@ def find_pairs(image_dir: str | Path, mask_dir: str | Path | None,
                                          "no image"))
     for pair in tqdm(candidates, desc="checking pairs", disable=not progress or len(candidates) < 500,
                      file=sys.stderr):
-        problem = check_pair(pair) if check else None
+        problem = check_pair(pair, min_side) if check else None
         if problem:
             report.bad_files.append(problem)
         else:

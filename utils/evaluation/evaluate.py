@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.data.dataset import WrinkleDataset, normalize_input
 from utils.data.masks import MASK_RULE, RESIZE_RULE
-from utils.data.pairs import find_pairs, resolve_pairs
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
 from utils.data.splits import read_ids
 from utils.errors import UserError
 from utils.evaluation.validation import validate
@@ -75,7 +75,8 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
     ids = select_ids(ckpt, split)
     recipe = ckpt["preprocess"]
     labels_dir = data_cfg.get("face_labels_dir") if recipe.get("face_masking") else None
-    report = find_pairs(image_dir, mask_dir, labels_dir, ids=ids, progress=progress)
+    report = find_pairs(image_dir, mask_dir, labels_dir, ids=ids, progress=progress,
+                        min_side=min_image_side(recipe.get("image_size")))
     if ids is not None:  # images without masks outside the split are not a problem here
         report.images_without_masks = [i for i in report.images_without_masks if i in set(ids)]
     else:

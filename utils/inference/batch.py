@@ -28,8 +28,12 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                missing.append(f"{item}: the folder holds no image file "
+                               f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
+            files += found
         elif path.is_file():
             files.append(path)
         elif any(c in item for c in "*?["):
@@ -108,7 +112,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
     files, failures = collect_inputs(items)
     failed: list[tuple[str, str]] = [(m.split(":")[0], m.split(": ", 1)[1]) for m in failures]
     if not files:
-        raise UserError("no input images found (" + "; ".join(failures or ["nothing given"]) + ")")
+        raise UserError("; ".join(failures) if failures else "no input images given")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = _out_names(files)

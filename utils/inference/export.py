@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 
 from utils.errors import UserError
+from utils.io import check_output_file
 
+# What the predictor loads, by suffix: the format written there.
+FORMATS = {".pth": "pth", ".pt": "pth", ".safetensors": "pth", ".onnx": "onnx",
+           ".xml": "openvino"}
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "history", "stale_epochs")
 
 
@@ -169,11 +173,13 @@ def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
 def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = False,
            threshold: str | None = None, note: str | None = None,
            oof_report: str | Path | None = None,
-           check_images: list[Path] | None = None) -> list[str]:
+           check_images: list[Path] | None = None, overwrite: bool = False) -> list[str]:
     """Export `src` to `dst` after checking every argument; returns the lines to show the user.
 
     threshold: a number as text, "oof" (the best of `oof_report`) or None (keep the source's).
-    With check_images the export is removed again when its masks disagree with the source's.
+    Only formats the predictor loads are written; an existing file is replaced only with
+    `overwrite`. With check_images the export is removed again when its masks disagree with the
+    source's.
     """
     from_oof = threshold == "oof"
     thr = None
@@ -184,16 +190,28 @@ def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = Fal
             raise UserError(f"--threshold {threshold}: neither a number nor 'oof'") from None
     check_images = [Path(i) for i in check_images or []]
     for img in check_images:
+        if img.is_dir():
+            raise UserError(f"{img}: --check-images takes image files, and this is a folder "
+                            f"(give its images, e.g. {img}/*.jpg)")
         if not img.is_file():
             raise UserError(f"{img}: --check-images file not found")
+    if not Path(src).is_file():
+        raise UserError(f"{src}: " + ("a folder, not a checkpoint file" if Path(src).is_dir()
+                                      else "checkpoint not found"))
     if Path(dst).resolve() == Path(src).resolve():
         raise UserError(f"{dst}: the output would overwrite the input")
-    suffix = Path(dst).suffix
+    suffix = Path(dst).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(f"{dst}: {suffix or 'no suffix'} is not a model format the predictor "
+                        f"loads; name the output {', '.join(FORMATS)} (.xml: OpenVINO)")
     if fmt == "auto":
-        fmt = {".onnx": "onnx", ".xml": "openvino"}.get(suffix, "pth")
-    if (fmt == "onnx" and suffix != ".onnx") or (fmt == "openvino" and suffix != ".xml"):
-        raise UserError(f"{dst}: a {fmt} model is written to a "
-                        f"{'.onnx' if fmt == 'onnx' else '.xml'} file")
+        fmt = FORMATS[suffix]
+    if fmt != FORMATS[suffix]:
+        raise UserError(f"{dst}: --format {fmt} is written to a "
+                        f"{' or '.join(s for s, f in FORMATS.items() if f == fmt)} file")
+    check_output_file(dst, overwrite, "the output")
+    if suffix == ".xml":
+        check_output_file(Path(dst).with_suffix(".bin"), overwrite, "the output's .bin")
     if fmt == "pth":
         export_checkpoint(src, dst, half, thr, note, oof_report, from_oof, check_images)
     else:

@@ -26,7 +26,12 @@ from typing import Any
 
 import torch
 
-from utils.checkpoints import FORMAT, model_from_checkpoint, read_checkpoint_file
+from utils.checkpoints import (
+    FORMAT,
+    check_checkpoint_file,
+    model_from_checkpoint,
+    read_checkpoint_file,
+)
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,8 +184,7 @@ def _load_safetensors(path: Path) -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
+    check_checkpoint_file(path)
     try:
         sd = load_file(str(path))
         from safetensors import safe_open

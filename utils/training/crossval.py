@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.data.dataset import WrinkleDataset
-from utils.data.pairs import find_pairs, resolve_pairs
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
 from utils.data.splits import write_ids
 from utils.errors import UserError
 from utils.evaluation.metrics import SegmentationMetrics
@@ -63,7 +63,8 @@ def labelled_ids(cfg: dict[str, Any], log: Callable[[str], None] = print) -> lis
     d = cfg["data"]
     if d["mask_dir"] is None:
         raise UserError("data.mask_dir is not set: cross-validation needs manual masks")
-    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False)
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False,
+                        min_side=min_image_side(d["image_size"]))
     pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
     return sorted(p.id for p in pairs)
 
@@ -154,7 +155,8 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
     model = model_from_checkpoint(ckpt, str(checkpoint)).to(device)
     model.to(memory_format=torch.channels_last)
     d = cfg["data"]
-    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False)
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False,
+                        min_side=min_image_side(d["image_size"]))
     by_id = {p.id: p for p in report.pairs}
     ds = WrinkleDataset([by_id[i] for i in ids], ckpt["preprocess"])
     loader = DataLoader(ds, batch_size=cfg["eval"]["batch_size"], shuffle=False)

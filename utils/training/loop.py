@@ -31,7 +31,7 @@ from utils.checkpoints import (
 )
 from utils.config import save_config
 from utils.data.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
-from utils.data.pairs import find_pairs, ids_of, resolve_pairs
+from utils.data.pairs import find_pairs, ids_of, min_image_side, resolve_pairs
 from utils.data.splits import make_split, read_ids, save_split
 from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
@@ -129,7 +129,8 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
     if d["mask_dir"] is None and d["target"] == "manual":
         raise UserError("data.mask_dir is not set: give --mask-dir (or train on weak labels with "
                         "--set data.target=weak)")
-    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=progress)
+    report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=progress,
+                        min_side=min_image_side(d["image_size"]))
     pairs = resolve_pairs(report, d["strict"], f"{d['image_dir']} + {d['mask_dir']}", log)
     if d["exclude_ids"] and resumed is None:
         excluded = ids_of(d["exclude_ids"])
