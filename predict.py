@@ -7,6 +7,10 @@ Writes per photo a mask and an overlay of the whole photo with all its faces, an
 with one row per face: where it is, the detector's score, and the statistics (share of the
 face, per region the share, line count and line length, in aligned-frame pixels).
 
+Folder runs are resumable: wrinkles.csv gains each photo's rows as soon as it is finished, and
+predict_log.csv records it; after Ctrl-C or a crash the same command goes on where it stopped
+(--overwrite redoes everything). The output folder is never read as input, even inside it.
+
 Uses the bundled model by default. Also loads the FFHQ-Wrinkle authors' official U-Net
 (stage2_unet.pth), the ResNet-50 wrinkle U-Net (wrinkle_model.pth), .safetensors files, and any
 checkpoint written by train.py; --baseline gives the texture-map baseline.
@@ -50,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="draw the 68 landmarks on the overlays")
     p.add_argument("--aligned", action="store_true",
                    help="also write each face as the model saw it (<name>_face<N>.png, aligned)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo photos an earlier run into the same --out already finished "
+                        "(default: a rerun skips them and goes on with the rest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     check_output_dir(args.out)  # before the model loads: bad outputs or inputs fail at once
     from utils.inference.batch import collect_inputs, predict_files
 
-    files, failures = collect_inputs(args.inputs)
+    files, failures = collect_inputs(args.inputs, exclude=args.out)
     if not files:
         raise UserError("; ".join(failures))
     from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,
                         args.batch_size, progress=not args.no_progress, regions=args.regions,
-                        landmarks=args.landmarks, aligned=args.aligned)
+                        landmarks=args.landmarks, aligned=args.aligned, overwrite=args.overwrite)
     return 1 if res["failed"] else 0
 
 

@@ -194,3 +194,42 @@ def test_photo_maker_round_trips_maps() -> None:
     assert (back & truth).sum() >= 0.95 * truth.sum() and back.sum() < 2.5 * truth.sum()
     again = make_photo(rgb, seed=5, canvas="square")
     assert np.array_equal(again.rgb, photo.rgb)  # reproducible by seed
+
+
+def _bench_faces():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_faces", REPO / "bench" / "bench_faces.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_second_detector_finds_a_dark_face_hog_misses_and_waits_otherwise() -> None:
+    from utils.faces import detection
+
+    bench = _bench_faces()
+    missed = None
+    for k, face in enumerate(faces(12)):
+        lm = detect_faces(face, second=False)[0].landmarks
+        rgb, where, side = bench.make_variant(face, lm, "dark", 1000 * k)
+        calls = detection.detector_calls["cnn"]
+        if not detect_faces(rgb, second=False):
+            missed = (rgb, where, side)
+            break
+        assert detection.detector_calls["cnn"] == calls  # HOG alone never calls it
+    assert missed is not None, "HOG found every dark face: the test needs a harder variant"
+    rgb, where, side = missed
+    calls = detection.detector_calls["cnn"]
+    found = detect_faces(rgb)
+    assert detection.detector_calls["cnn"] == calls + 1
+    assert found and found[0].detector == "cnn"
+    assert np.hypot(*(found[0].alignment.quad.mean(axis=0) - where)) < 0.1 * side
+    assert abs(found[0].side / side - 1) < 0.15
+    # a plain photo: HOG finds the face, the CNN is never called
+    photo = make_photo(faces(1)[0], 3, "4:3").rgb
+    calls = detection.detector_calls["cnn"]
+    assert detect_faces(photo)[0].detector == "hog"
+    assert detection.detector_calls["cnn"] == calls

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,3 +124,31 @@ def machine_facts(device: torch.device | None = None) -> dict[str, Any]:
                   "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
                   "cudnn_benchmark": torch.backends.cudnn.benchmark}
     return facts
+
+
+# Seconds per named stage while a `profile_stages()` block is open (benchmarks); else nothing.
+_stages: dict[str, float] | None = None
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Count the time of a block under `name` when stages are being profiled (else a no-op)."""
+    if _stages is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        _stages[name] = _stages.get(name, 0.0) + time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def profile_stages() -> Iterator[dict[str, float]]:
+    """Collect the seconds of every `stage` block run inside this one (one thread at a time)."""
+    global _stages
+    before, _stages = _stages, {}
+    try:
+        yield _stages
+    finally:
+        _stages = before

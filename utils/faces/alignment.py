@@ -59,6 +59,21 @@ def _needed(src: np.ndarray, matrix: np.ndarray, dsize: tuple[int, int], margin:
     return src[y0:y1, x0:x1], moved
 
 
+def _shifted(src: np.ndarray, tx: int, ty: int, dsize: tuple[int, int], border: int
+             ) -> np.ndarray:
+    """A whole-pixel shift: a slice (padded by `border` where it leaves the source), which is
+    what Lanczos gives for it, at the cost of a copy (landmark crops of upright faces)."""
+    w, h = dsize
+    rows, cols = src.shape[:2]
+    x0, y0 = -tx, -ty
+    left, top = max(0, -x0), max(0, -y0)
+    right, bottom = max(0, x0 + w - cols), max(0, y0 + h - rows)
+    if left or top or right or bottom:
+        src = cv2.copyMakeBorder(src, top, bottom, left, right, border, value=0)
+        x0, y0 = x0 + left, y0 + top
+    return src[y0:y0 + h, x0:x0 + w].copy()
+
+
 def warp(src: np.ndarray, matrix: np.ndarray, dsize: tuple[int, int], kind: str = "image",
          border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """Resample `src` through a 2x3 matrix (source pixel -> destination pixel) into dsize (w, h).
@@ -71,6 +86,11 @@ def warp(src: np.ndarray, matrix: np.ndarray, dsize: tuple[int, int], kind: str 
     >= 0.5. `border` applies outside the source (constant 0, or e.g. cv2.BORDER_REFLECT_101).
     """
     matrix = np.asarray(matrix, dtype=np.float64)
+    t = matrix[:, 2]
+    if kind == "image" and np.array_equal(matrix[:, :2], np.eye(2)) and \
+            np.allclose(t, np.round(t), atol=1e-9):
+        tx, ty = np.round(t).astype(int)
+        return _shifted(src, int(tx), int(ty), dsize, border)
     scale = _scale_of(matrix)
     src, matrix = _needed(src, matrix, dsize, int(np.ceil(8 / min(scale, 1.0))) + 2)
     src_m = src.astype(np.float32) if kind == "mask" else src
@@ -164,6 +184,11 @@ class Alignment:
         m = self.to_aligned_matrix(size)
         out = warp(photo, m, (size, size), "image", border=cv2.BORDER_REFLECT_101)
         h, w = photo.shape[:2]
+        edge = size - 0.5
+        corners = apply_matrix(self.to_photo_matrix(size),
+                               [[-0.5, -0.5], [edge, -0.5], [-0.5, edge], [edge, edge]])
+        if corners.min() >= 1 and (corners[:, 0] <= w - 2).all() and (corners[:, 1] <= h - 2).all():
+            return out  # the whole square lies in the photo: nothing to fill
         inside = warp(np.ones((h, w), bool), m, (size, size), "mask")
         if inside.all():
             return out
@@ -196,6 +221,30 @@ class Alignment:
         m = self.to_photo_matrix(size)
         m[:, 2] -= (x0, y0)
         values = warp(aligned, m, (x1 - x0, y1 - y0), kind)
+        inside = warp(np.ones((size, size), bool), m, (x1 - x0, y1 - y0), "mask")
+        return (x0, y0, x1, y1), values, inside
+
+    def paste_back_all(self, maps: list[tuple[np.ndarray, str]], shape: tuple[int, ...]
+                       ) -> tuple[tuple[int, int, int, int], list[np.ndarray], np.ndarray]:
+        """`paste_back` of several maps of one face at once: (box, values per map, inside).
+
+        Where the photo holds the face at the frame's size or larger (no shrinking, so maps and
+        masks are resampled alike), the maps go through one multi-channel warp and the square's
+        outline is warped once: the same values as one call per map, at a third of the cost."""
+        size = maps[0][0].shape[0]
+        m = self.to_photo_matrix(size)
+        if _scale_of(m) < 0.999 or len(maps) == 1:
+            parts = [self.paste_back(a, shape, kind) for a, kind in maps]
+            return parts[0][0], [p[1] for p in parts], parts[0][2]
+        x0, y0, x1, y1 = self.bounds(shape)
+        if x1 <= x0 or y1 <= y0:
+            empty = np.zeros((0, 0), bool)
+            return (x0, y0, x0, y0), [empty.astype(a.dtype) for a, _ in maps], empty
+        m[:, 2] -= (x0, y0)
+        stack = np.dstack([a.astype(np.float32) for a, _ in maps])
+        warped = warp(stack, m, (x1 - x0, y1 - y0), "map")
+        values = [warped[..., k] >= 0.5 if kind == "mask" else warped[..., k]
+                  for k, (_, kind) in enumerate(maps)]
         inside = warp(np.ones((size, size), bool), m, (x1 - x0, y1 - y0), "mask")
         return (x0, y0, x1, y1), values, inside
 

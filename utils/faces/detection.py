@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,19 @@ import numpy as np
 
 from utils.errors import UserError
 from utils.faces.alignment import Alignment, apply_matrix, ffhq_quad, warp
+from utils.runtime import stage
 
 LANDMARK_FILE = "shape_predictor_68_face_landmarks.dat"
+CNN_FILE = "mmod_human_face_detector.dat"  # dlib's CNN face detector, shipped beside it
+# The second detector (dlib's CNN) runs only when HOG finds nothing, on a copy whose long side is
+# at most this: it finds faces down to about 80 px in that copy, at about 1.2 s for 480 px on two
+# cores (its cost grows with the pixel count; bench/bench_faces.py).
+CNN_SIDE = 480
+# A CNN box, made to look like the HOG box the landmark model was fitted on: 5 % wider, its
+# centre 7 % of the width lower (the median over real faces of ../shared where both fired).
+CNN_TO_HOG_WIDTH, CNN_TO_HOG_SHIFT = 1.05, (0.018, 0.071)
+# How often each detector ran in this process (benchmarks read it; a video tracker too).
+detector_calls: Counter[str] = Counter()
 # Detection runs on a copy whose long side is at most this (HOG costs grow with the pixel count);
 # small photos are upsampled so that faces down to ~40 px are found.
 DETECT_SIDE = 1024
@@ -43,8 +55,9 @@ class FaceModelMissing(UserError):
 # ---------------------------------------------------------------- dlib models
 
 
-def landmark_model_path() -> Path:
-    """The 68-point landmark model that the face_recognition_models package ships.
+def landmark_model_path(name: str = LANDMARK_FILE) -> Path:
+    """A model file of the face_recognition_models package (the 68-point landmark model, or the
+    CNN face detector).
 
     Found through the package's location only: importing the package needs pkg_resources,
     which a fresh virtual environment does not have.
@@ -54,10 +67,10 @@ def landmark_model_path() -> Path:
         raise FaceModelMissing("the face landmark model is not installed: "
                                "pip install face_recognition_models (see requirements.txt)")
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / LANDMARK_FILE
+        path = Path(folder) / "models" / name
         if path.is_file():
             return path
-    raise FaceModelMissing(f"face_recognition_models is installed but has no models/{LANDMARK_FILE}"
+    raise FaceModelMissing(f"face_recognition_models is installed but has no models/{name}"
                            "; reinstall it: pip install --force-reinstall face_recognition_models")
 
 
@@ -74,6 +87,11 @@ def _dlib() -> Any:
 @functools.cache
 def _detector() -> Any:
     return _dlib().get_frontal_face_detector()
+
+
+@functools.cache
+def _cnn_detector() -> Any:
+    return _dlib().cnn_face_detection_model_v1(str(landmark_model_path(CNN_FILE)))
 
 
 @functools.cache
@@ -98,10 +116,11 @@ class Face:
     """One face found in a photo."""
 
     box: tuple[int, int, int, int]  # detector box in the photo: x0, y0, x1, y1
-    score: float  # the HOG detector's confidence (higher is surer; about 0 at its threshold)
+    score: float  # the detector's confidence (higher is surer; HOG: about 0 at its threshold)
     landmarks: np.ndarray  # (68, 2) float, photo pixels
     alignment: Alignment
     notes: list[str] = field(default_factory=list)
+    detector: str = "hog"  # which detector found it: "hog", or "cnn" (the second)
 
     @property
     def side(self) -> float:
@@ -136,6 +155,8 @@ def _fit_landmarks(rgb: np.ndarray, centre: np.ndarray, width: float, angle: flo
     an upright crop in which the face is at most LANDMARK_BOX px wide."""
     dlib = _dlib()
     k = min(1.0, LANDMARK_BOX / max(width, 1.0))
+    # three box widths: the shape predictor reads pixels well beyond the box (a crop of 2.5
+    # widths moved points by up to 16 px on 800-960 px photos, bench/bench_pipeline.py)
     side = int(np.ceil(3 * width * k))
     m = _rotation(centre, angle, k, np.array([side / 2, side / 2]))
     if angle == 0 and k == 1:  # a plain crop: keep the pixels as they are
@@ -164,14 +185,49 @@ def _landmarks(rgb: np.ndarray, centre: np.ndarray, width: float, angle: float) 
     return lm
 
 
-def detect_faces(rgb: np.ndarray) -> list[Face]:
+def stretch_contrast(rgb: np.ndarray, low: float = 1, high: float = 99) -> np.ndarray:
+    """The photo's levels stretched so that its `low`..`high` percentiles span 0..255 (the same
+    for all channels, so colours keep their balance); the photo itself when already full."""
+    lo, hi = np.percentile(rgb[::4, ::4], (low, high))
+    if hi - lo >= 200:
+        return rgb
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * 255 / max(hi - lo, 1), 0, 255)
+    return cv2.LUT(rgb, np.round(lut).astype(np.uint8))
+
+
+def _cnn_pass(work: np.ndarray, to_work: np.ndarray) -> list[tuple]:
+    """The second detector: dlib's CNN on the (contrast-stretched) work copy shrunk to CNN_SIDE,
+    its boxes made HOG-like (CNN_TO_HOG_*). About 10x slower than HOG, and far less fooled by a
+    partly covered face; with the stretch, by low light too."""
+    s = min(1.0, CNN_SIDE / max(work.shape[:2]))
+    small = work if s == 1 else cv2.resize(
+        work, (max(1, round(work.shape[1] * s)), max(1, round(work.shape[0] * s))),
+        interpolation=cv2.INTER_AREA)
+    detector_calls["cnn"] += 1
+    found = []
+    from_work = cv2.invertAffineTransform(to_work)
+    with stage("detect_second"):
+        dets = _cnn_detector()(np.ascontiguousarray(small), 0)
+    for d in dets:
+        r = d.rect
+        width = (r.right() - r.left() + 1) / s * CNN_TO_HOG_WIDTH
+        c = (np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2]) + 0.5) / s - 0.5
+        c = c + np.array(CNN_TO_HOG_SHIFT) * width
+        found.append((apply_matrix(from_work, c)[0], width / to_work[0, 0], 0.0,
+                      float(d.confidence), "cnn"))
+    return found
+
+
+def detect_faces(rgb: np.ndarray, second: bool = True) -> list[Face]:
     """Every frontal face in an RGB uint8 photo, largest FFHQ square first.
 
     Detection runs on a copy of at most DETECT_SIDE px with a margin, upsampled when small so
     that faces down to about 40 px are found. When nothing is found it tries again: upsampled
     once more, then turned by +-30 degrees (HOG finds faces rolled up to about 20 degrees), then
-    turned on its side and upside down. Landmarks are fitted at the photo's own resolution, on
-    an upright crop of each face.
+    turned on its side and upside down; and last (with `second`) dlib's CNN detector on a
+    contrast-stretched copy, which finds what HOG misses in low light, low contrast or behind a
+    hand (`_cnn_pass`; landmarks of what it finds are fitted on the stretched copy too).
+    Landmarks are fitted at the photo's own resolution, on an upright crop of each face.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise UserError(f"expected an RGB uint8 image, got shape {rgb.shape} {rgb.dtype}")
@@ -182,7 +238,7 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
     upsample = sum(side < u for u in UPSAMPLE_BELOW)
     from_work = cv2.invertAffineTransform(to_work)
     centre = np.array([work.shape[1] / 2, work.shape[0] / 2])
-    found: list[tuple[np.ndarray, float, float, float]] = []  # centre, width, angle, score
+    found: list[tuple] = []  # centre, width, angle, score, detector
     for angle, up in [(0, upsample), (0, upsample + 1), (30, upsample), (-30, upsample),
                       (90, upsample), (-90, upsample), (180, upsample)]:
         if up > 2:  # a 4x-upsampled copy costs more than it finds
@@ -194,19 +250,26 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
             back = cv2.invertAffineTransform(m)
         else:
             img, back = work, np.array([[1.0, 0, 0], [0, 1.0, 0]])
-        rects, scores, _ = detector.run(np.ascontiguousarray(img), up, 0.0)
+        detector_calls["hog"] += 1
+        with stage("detect"):
+            rects, scores, _ = detector.run(np.ascontiguousarray(img), up, 0.0)
         for r, score in zip(rects, scores, strict=True):
             c = np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
             c_photo = apply_matrix(from_work, apply_matrix(back, c))[0]
             width = (r.right() - r.left() + 1) / to_work[0, 0]
-            found.append((c_photo, width, float(angle), float(score)))
+            found.append((c_photo, width, float(angle), float(score), "hog"))
         if found:
             break
+    fit_on = rgb
+    if not found and second:
+        fit_on = stretch_contrast(rgb)  # low light is what HOG misses most; it costs the CNN too
+        found = _cnn_pass(fit_on if fit_on is rgb else _work_copy(fit_on)[0], to_work)
     faces = []
-    for c, width, angle, score in found:
-        lm = _landmarks(rgb, c, width, angle)
+    for c, width, angle, score, by in found:
+        with stage("landmarks"):
+            lm = _landmarks(fit_on, c, width, angle)
         half = width / 2
         box = (round(c[0] - half), round(c[1] - half), round(c[0] + half), round(c[1] + half))
-        faces.append(Face(box, score, lm, Alignment(ffhq_quad(lm))))
+        faces.append(Face(box, score, lm, Alignment(ffhq_quad(lm)), detector=by))
     faces.sort(key=lambda f: -f.side)
     return faces

@@ -4,8 +4,10 @@ maps and one CSV of wrinkle statistics out. A file that cannot be read is report
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +18,42 @@ from utils.data.images import IMAGE_EXTENSIONS, load_image
 from utils.data.masks import mask_to_png
 from utils.errors import UserError
 from utils.faces.regions import REGION_NAMES
-from utils.inference.predictor import WrinklePredictor, WrinkleResult
+from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
 from utils.io import csv_text, write_text
+from utils.runtime import stage
 from utils.visualize import draw_aligned, draw_faces, overlay, write_png
 
 
-def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (recursively, image extensions) and glob patterns; report misses."""
+def collect_inputs(items: list[str], exclude: str | Path | None = None
+                   ) -> tuple[list[Path], list[str]]:
+    """Expand files, folders (recursively, image extensions) and glob patterns; report misses.
+    Nothing inside `exclude` (the output folder) is ever taken as input: a run never reads its
+    own outputs, wherever the output folder lies."""
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def ours(p: Path) -> bool:
+        return skip is not None and p.resolve().is_relative_to(skip)
+
     files: list[Path] = []
     missing: list[str] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                           and not ours(p))
             if not found:
                 missing.append(f"{item}: the folder holds no image file "
                                f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
             files += found
         elif path.is_file():
-            files.append(path)
+            if ours(path):
+                missing.append(f"{item}: inside the output folder {exclude}; not read")
+            else:
+                files.append(path)
         elif any(c in item for c in "*?["):
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True)
+                           if Path(p).is_file() and not ours(Path(p)))
             if not found:
                 missing.append(f"{item}: no file matches")
             files += found
@@ -54,7 +70,7 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
 def csv_fields() -> list[str]:
     """The columns of wrinkles.csv: one row per face (see README, "Predict")."""
     fields = ["file", "face", "width", "height", "box_x0", "box_y0", "box_x1", "box_y1",
-              "detector_score", "face_side_px", "roll_deg", "frame_px", "model", "threshold",
+              "detector", "detector_score", "face_side_px", "roll_deg", "frame_px", "model", "threshold",
               "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px"]
     for name in REGION_NAMES:
         fields += [f"{name}_share", f"{name}_px", f"{name}_lines", f"{name}_length_px"]
@@ -70,7 +86,8 @@ def csv_rows(path: Path | str, res: WrinkleResult, model: str) -> list[dict[str,
         row: dict[str, Any] = {
             "file": str(path), "face": f.index, "width": res.mask.shape[1],
             "height": res.mask.shape[0], "box_x0": box[0], "box_y0": box[1], "box_x1": box[2],
-            "box_y1": box[3], "detector_score": "" if f.score is None else f"{f.score:.3f}",
+            "box_y1": box[3], "detector": f.detector,
+            "detector_score": "" if f.score is None else f"{f.score:.3f}",
             "face_side_px": f"{f.alignment.side:.1f}",
             "roll_deg": "" if f.box is None else f"{f.alignment.angle:.1f}",
             "frame_px": st["frame_px"], "model": model, "threshold": res.threshold,
@@ -99,69 +116,191 @@ def _out_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
+JOURNAL = "predict_log.csv"  # one line per finished photo: what a rerun may skip
+JOURNAL_FIELDS = ["file", "status", "faces", "settings", "note"]
+
+
+class Journal:
+    """What a folder run has finished, so that it survives Ctrl-C or a kill and resumes.
+
+    A photo's outputs are written first (each file atomically), then its rows are appended to
+    wrinkles.csv, then one line to predict_log.csv: that line is the commit. On a rerun with the
+    same settings a committed photo is skipped when its files are there; wrinkles.csv is first
+    cut back to the committed photos' rows, so a photo half done when the run stopped is done
+    again without a duplicate row. `overwrite` starts afresh."""
+
+    def __init__(self, out: Path, settings: str, overwrite: bool) -> None:
+        import csv
+
+        self.out, self.settings = out, settings
+        self.csv, self.log = out / "wrinkles.csv", out / JOURNAL
+        self.done: dict[str, dict[str, str]] = {}
+        if not overwrite and self.log.is_file():
+            with self.log.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    if row.get("settings") == settings and row.get("status") in ("done", "failed"):
+                        self.done[row["file"]] = row
+
+    def keep_only(self, files: set[str]) -> None:
+        """Start the run: wrinkles.csv and the journal cut back to these finished photos (a
+        photo half done, or whose files are gone, is done again without a duplicate row)."""
+        import csv
+
+        self.done = {f: r for f, r in self.done.items() if f in files}
+        kept: list[dict[str, str]] = []
+        if self.done and self.csv.is_file():
+            with self.csv.open(newline="", encoding="utf-8") as fh:
+                kept = [r for r in csv.DictReader(fh) if r.get("file") in self.done
+                        and None not in r and None not in r.values()]
+        write_text(self.csv, csv_text(kept, csv_fields()))
+        write_text(self.log, csv_text(list(self.done.values()), JOURNAL_FIELDS))
+
+    def finished(self, file: Path, outputs: list[Path]) -> dict[str, str] | None:
+        """The journal line of a committed photo whose files are all there, else None."""
+        row = self.done.get(str(file))
+        if row is None or (row["status"] == "done" and not all(p.is_file() for p in outputs)):
+            return None
+        return row
+
+    def commit(self, file: Path, rows: list[dict[str, Any]], status: str, note: str = "") -> None:
+        """Append a photo's rows, then its journal line; both reach the disk before returning."""
+        for path, text in ((self.csv, csv_text(rows, csv_fields()).split("\n", 1)[1]),
+                           (self.log, csv_text([{"file": str(file), "status": status,
+                                                 "faces": len(rows), "settings": self.settings,
+                                                 "note": note}], JOURNAL_FIELDS)
+                            .split("\n", 1)[1])):
+            if text:
+                with path.open("a", newline="", encoding="utf-8") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+
+
+def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
+    names = [f"{stem}_mask.png", f"{stem}_overlay.png"] + ([f"{stem}_prob.png"] if save_probs
+                                                           else [])
+    return [out / n for n in names]
+
+
 def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path,
                   threshold: float | None = None, save_probs: bool = False, batch_size: int = 4,
                   progress: bool = True, log: Callable[[str], None] = print,
                   regions: bool = False, landmarks: bool = False,
-                  aligned: bool = False) -> dict[str, Any]:
+                  aligned: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Predict every input; write <name>_mask.png and <name>_overlay.png for the whole photo
     with all its faces (<name>_prob.png with save_probs; <name>_face<N>.png, each aligned face
     with its wrinkles, with aligned) and wrinkles.csv (a row per face) to `out`. Region outlines
     and landmarks are drawn on the overlays on request. A photo without a face is a failure
-    unless the predictor analyses such photos whole. Returns counts and failures (file, why)."""
-    files, failures = collect_inputs(items)
+    unless the predictor analyses such photos whole. The run is resumable (see Journal): photos
+    finished by an earlier run with the same settings are skipped unless `overwrite`; the output
+    folder is never read as input. Returns counts and failures (file, why)."""
+    out = Path(out)
+    files, failures = collect_inputs(items, exclude=out)
     failed: list[tuple[str, str]] = [(m.split(":")[0], m.split(": ", 1)[1]) for m in failures]
     if not files:
         raise UserError("; ".join(failures) if failures else "no input images given")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    thr = predictor.threshold if threshold is None else threshold
+    settings = (f"{predictor.description}; threshold {thr:g}; probs {save_probs}; regions "
+                f"{regions}; landmarks {landmarks}; aligned {aligned}")
+    journal = Journal(out, settings, overwrite)
     names = _out_names(files)
-    rows: list[dict[str, Any]] = []
-    n_photos = 0
-    bar = tqdm(total=len(files), desc="predict", disable=not progress, file=sys.stderr)
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        loaded = []
+    todo, skipped = [], 0
+    for f in files:
+        row = journal.finished(f, _outputs(out, names[f], save_probs))
+        if row is None:
+            todo.append(f)
+            continue
+        skipped += 1
+        if row["status"] == "failed":
+            failed.append((str(f), row["note"]))
+    journal.keep_only({str(f) for f in files} - {str(f) for f in todo})
+    if skipped:
+        log(f"{skipped} of {len(files)} photos already done in {out}/ (predict_log.csv); "
+            "continuing with the rest (--overwrite redoes them)")
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    count = {"photos": 0, "faces": 0}
+
+    def read(chunk: list[Path]) -> tuple[list[tuple[Path, np.ndarray, FoundFaces]],
+                                         list[tuple[str, str]]]:
+        """Decode and find the faces (dlib lets go of the interpreter while it works)."""
+        loaded, bad = [], []
         for f in chunk:
             try:
-                loaded.append((f, load_image(f)))
+                with stage("decode"):
+                    img = load_image(f)
             except UserError as exc:
-                failed.append((str(f), str(exc).split(": ", 1)[-1]))
+                bad.append((str(f), str(exc).split(": ", 1)[-1]))
+                continue
+            try:
+                loaded.append((f, img, predictor.find(img)))
+            except UserError as exc:
+                bad.append((str(f), str(exc)))
+        return loaded, bad
+
+    def write(f: Path, img: np.ndarray, res: WrinkleResult) -> None:
+        with stage("write"):
+            _write_photo(out, names[f], img, res, save_probs, regions, landmarks, aligned)
+            rows = csv_rows(f, res, predictor.description)
+            journal.commit(f, rows, "done")
+        count["photos"] += 1
+        count["faces"] += len(rows)
+
+    # Decoding and face finding for the next photos, and writing the last ones' pictures,
+    # overlap with the model: one reader and one writer thread. The writer also commits, in order, so wrinkles.csv always
+    # holds exactly the photos finished so far.
+    bar = tqdm(total=len(todo), desc="predict", disable=not progress, file=sys.stderr)
+    writes: list[Future] = []
+    with ThreadPoolExecutor(1, "read") as reader, ThreadPoolExecutor(1, "write") as writer:
         try:
-            results = predictor.predict_batch([img for _, img in loaded], threshold)
-            done = list(zip(loaded, results, strict=True))
-        except UserError:  # find the image at fault; predict the rest one by one
-            done = []
-            for f, img in loaded:
-                try:
-                    done.append(((f, img), predictor.predict(img, threshold)))
-                except UserError as exc:
-                    failed.append((str(f), str(exc)))
-        for (f, img), res in done:
-            stem = names[f]
-            shown = img if img.shape[:2] == res.mask.shape else \
-                _fit(img, res.mask.shape)
-            write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
-            write_png(out / f"{stem}_overlay.png",
-                      draw_faces(overlay(shown, res.mask), res.faces, regions, landmarks))
-            if save_probs:
-                write_png(out / f"{stem}_prob.png", (res.probs * 255).round().astype(np.uint8))
-            if aligned:
-                for face in res.faces:
-                    pic = draw_aligned(face, regions, landmarks)
-                    write_png(out / f"{stem}_face{face.index}.png", pic)
-            rows += csv_rows(f, res, predictor.description)
-            n_photos += 1
-        bar.update(len(chunk))
+            ahead = reader.submit(read, chunks[0]) if chunks else None
+            for k, chunk in enumerate(chunks):
+                loaded, bad = ahead.result()
+                if k + 1 < len(chunks):
+                    ahead = reader.submit(read, chunks[k + 1])
+                for f, why in bad:
+                    failed.append((f, why))
+                    writes.append(writer.submit(journal.commit, Path(f), [], "failed", why))
+                results = predictor.finish([found for _, _, found in loaded], threshold)
+                for (f, img, _), res in zip(loaded, results, strict=True):
+                    writes.append(writer.submit(write, f, img, res))
+                bar.update(len(chunk))
+                while writes and writes[0].done():
+                    writes.pop(0).result()  # a failed write stops the run, with its error
+            for w in writes:
+                w.result()
+        except KeyboardInterrupt:
+            for w in writes:  # what was predicted is written and committed before stopping
+                if not w.cancelled():
+                    w.exception()
+            bar.close()
+            log(f"interrupted: {count['photos']} photos finished in this run ({skipped} "
+                f"before), {len(todo) - count['photos']} not; wrinkles.csv holds every finished "
+                "photo; run the same command again to go on")
+            raise
+    n_photos, n_faces = count["photos"], count["faces"]
     bar.close()
-    write_text(out / "wrinkles.csv", csv_text(rows, csv_fields()))
     for f, reason in failed:
         log(f"skipped {f}: {reason}")
-    log(f"{n_photos} photos ({len(rows)} faces) predicted with {predictor.description}; "
-        f"outputs in {out}/" + (f"; {len(failed)} failed" if failed else ""))
-    return {"predicted": n_photos, "faces": len(rows), "failed": failed,
-            "csv": str(out / "wrinkles.csv")}
+    log(f"{n_photos} photos ({n_faces} faces) predicted with {predictor.description}"
+        + (f", {skipped} done before" if skipped else "") + f"; outputs in {out}/"
+        + (f"; {len(failed)} failed" if failed else ""))
+    return {"predicted": n_photos, "faces": n_faces, "skipped": skipped, "failed": failed,
+            "csv": str(journal.csv)}
 
+
+def _write_photo(out: Path, stem: str, img: np.ndarray, res: WrinkleResult, save_probs: bool,
+                 regions: bool, landmarks: bool, aligned: bool) -> None:
+    """A photo's pictures, each written atomically."""
+    shown = img if img.shape[:2] == res.mask.shape else _fit(img, res.mask.shape)
+    write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
+    write_png(out / f"{stem}_overlay.png",
+              draw_faces(overlay(shown, res.mask), res.faces, regions, landmarks))
+    if save_probs:
+        write_png(out / f"{stem}_prob.png", (res.probs * 255).round().astype(np.uint8))
+    if aligned:
+        for face in res.faces:
+            write_png(out / f"{stem}_face{face.index}.png", draw_aligned(face, regions, landmarks))
 
 
 def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -37,7 +37,7 @@ from utils.inference.loading import (
     fold_batchnorm,
     load_any_checkpoint,
 )
-from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device
+from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, stage
 
 # A face is "small" for the model only when its FFHQ square in the photo is less than this share
 # of the model's frame (the photo is upsampled by more than 1.25x). An FFHQ image at the model's
@@ -53,6 +53,16 @@ def holds_less_detail(side: float, frame: int) -> bool:
 
 class NoFaceError(UserError):
     """No face was found in a photo and the caller asked to skip such photos."""
+
+
+@dataclass
+class FoundFaces:
+    """A photo ready for the model: scaled as the predictor works on it, its notes, and its
+    faces with their FFHQ squares (a face of None: the whole image as the frame)."""
+
+    photo: np.ndarray
+    notes: list[str]
+    faces: list[tuple[Face | None, Alignment]]
 
 
 @dataclass
@@ -75,6 +85,7 @@ class FaceResult:
     regions: dict[str, np.ndarray]
     stats: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    detector: str = ""  # which detector found the face ("hog", "cnn"); "" for none
 
     @property
     def frame(self) -> int:
@@ -305,16 +316,21 @@ class WrinklePredictor:
         size = self.frame_size
         aligned, lms, regions_in = [], [], []
         for _, _, face, al, photo in items:
-            aligned.append(al.align(photo, size))
+            with stage("align"):
+                aligned.append(al.align(photo, size))
             lms.append(None if face is None else al.to_aligned(face.landmarks, size))
-        for im, lm in zip(aligned, lms, strict=True):
-            regions_in.append(self._face_region(im, lm))
-        probs = self._probabilities(aligned, regions_in) if aligned else []
+        with stage("face_region"):
+            for im, lm in zip(aligned, lms, strict=True):
+                regions_in.append(self._face_region(im, lm))
+        with stage("model"):
+            probs = self._probabilities(aligned, regions_in) if aligned else []
         results = []
         for (_, index, face, al, _), im, lm, region, p in zip(items, aligned, lms, regions_in,
                                                                  probs, strict=True):
             mask = p > thr
-            regs = {} if lm is None else region_masks(lm, (size, size), region)
+            with stage("statistics"):
+                regs = {} if lm is None else region_masks(lm, (size, size), region)
+                stats = wrinkle_stats(mask, region, regs)
             notes = []
             if face is not None and holds_less_detail(face.side, size):
                 notes.append(f"face {index}: its FFHQ square is {face.side:.0f} px in the photo, "
@@ -324,7 +340,8 @@ class WrinklePredictor:
             results.append(FaceResult(
                 index, face.box if face else None, face.score if face else None,
                 face.landmarks if face else None, al, im, p.astype(np.float32), mask, region,
-                regs, wrinkle_stats(mask, region, regs), notes))
+                regs, stats, notes,
+                face.detector if face else ""))
         return results
 
     # ------------------------------------------------------------ public
@@ -337,19 +354,29 @@ class WrinklePredictor:
                       threshold: float | None = None) -> list[WrinkleResult]:
         """Predict several photos: every face aligned, predicted and measured in its aligned
         frame; maps pasted back at each photo's size (after any scaling down)."""
+        self._threshold(threshold)  # a bad threshold fails before any work
+        return self.finish([self.find(rgb) for rgb in rgbs], threshold)
+
+    def find(self, rgb: np.ndarray) -> FoundFaces:
+        """The first half of `predict`: the photo checked and scaled, its faces found and
+        landmarked (NoFaceError where there is none). No model runs here, so a folder run does
+        this for the next photo in a thread while the model works on this one."""
+        with stage("scale"):
+            photo, notes = self._check(rgb)
+        return FoundFaces(photo, notes, self._find(photo, notes))
+
+    def finish(self, found: list[FoundFaces], threshold: float | None = None
+               ) -> list[WrinkleResult]:
+        """The second half: every face aligned, the model, the statistics, the paste-back."""
         thr = self._threshold(threshold)
-        photos, notes, items = [], [], []
-        for i, rgb in enumerate(rgbs):
-            photo, n = self._check(rgb)
-            photos.append(photo)
-            notes.append(n)
-            for j, (face, al) in enumerate(self._find(photo, n)):
-                items.append((i, j, face, al, photo))
+        items = [(i, j, face, al, f.photo) for i, f in enumerate(found)
+                 for j, (face, al) in enumerate(f.faces)]
         faces = self._analyse(items, thr)
         results = []
-        for i, photo in enumerate(photos):
-            mine = [f for (k, *_), f in zip(items, faces, strict=True) if k == i]
-            results.append(self._compose(photo.shape[:2], mine, thr, notes[i]))
+        for i, f in enumerate(found):
+            mine = [r for (k, *_), r in zip(items, faces, strict=True) if k == i]
+            with stage("paste_back"):
+                results.append(self._compose(f.photo.shape[:2], mine, thr, f.notes))
         return results
 
     def predict_aligned(self, rgb: np.ndarray, threshold: float | None = None) -> FaceResult:
@@ -373,11 +400,10 @@ class WrinklePredictor:
         mask = np.zeros(shape, bool)
         face_px = np.zeros(shape, bool)
         for f in faces:
-            (x0, y0, x1, y1), p, inside = f.alignment.paste_back(f.probs, shape, "map")
+            (x0, y0, x1, y1), (p, m, fr), inside = f.alignment.paste_back_all(
+                [(f.probs, "map"), (f.mask, "mask"), (f.face, "mask")], shape)
             if p.size == 0:
                 continue
-            _, m, _ = f.alignment.paste_back(f.mask, shape, "mask")
-            _, fr, _ = f.alignment.paste_back(f.face, shape, "mask")
             roi = (slice(y0, y1), slice(x0, x1))
             probs[roi] = np.where(inside, np.maximum(probs[roi], p), probs[roi])
             mask[roi] |= m & inside
