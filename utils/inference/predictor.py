@@ -20,7 +20,7 @@ import torch
 from utils.data.dataset import to_input
 from utils.data.images import resize_image
 from utils.errors import UserError
-from utils.faces.alignment import Alignment
+from utils.faces.alignment import Alignment, frame_alignment, snap_to_frame
 from utils.faces.detection import MIN_FACE_PX, Face, detect_faces
 from utils.faces.regions import (
     landmark_face_region,
@@ -113,12 +113,6 @@ class WrinkleResult:
     def stats(self) -> dict[str, Any] | None:
         """The statistics of the largest face (None when no face was analysed)."""
         return self.faces[0].stats if self.faces else None
-
-
-def whole_image_alignment(shape: tuple[int, ...]) -> Alignment:
-    """The whole image as the frame (no face found, or an image given as already aligned)."""
-    h, w = shape[:2]
-    return Alignment(np.array([[0, 0], [0, h], [w, h], [w, 0]], dtype=np.float64))
 
 
 class WrinklePredictor:
@@ -271,7 +265,14 @@ class WrinklePredictor:
                 notes.append(f"{len(usable)} faces found; the largest analysed")
             usable = usable[:1]
         if usable:
-            return [(f, f.alignment) for f in usable]
+            out = []
+            for f in usable:
+                al = snap_to_frame(f.alignment, rgb.shape)
+                if al is not f.alignment:
+                    notes.append("the photo is already in the FFHQ frame (its face's landmarks "
+                                 "say so): analysed as it is, without resampling")
+                out.append((f, al))
+            return out
         h, w = rgb.shape[:2]
         why = ("no face found" if not found else "no face large enough to analyse")
         if min(h, w) < 80:
@@ -280,7 +281,7 @@ class WrinklePredictor:
             raise NoFaceError(why)
         notes.append(f"{why}: the whole image was analysed as if it were an aligned face "
                      f"(no regions)")
-        return [(None, whole_image_alignment(rgb.shape))]
+        return [(None, frame_alignment(rgb.shape))]
 
     def _face_region(self, aligned: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
         size = aligned.shape[0]
@@ -384,7 +385,7 @@ class WrinklePredictor:
         warping (a reference for benchmarks, and for images already in the FFHQ frame)."""
         thr = self._threshold(threshold)
         photo, _ = self._check(rgb)
-        return self._analyse([(0, 0, None, whole_image_alignment(photo.shape), photo)], thr)[0]
+        return self._analyse([(0, 0, None, frame_alignment(photo.shape), photo)], thr)[0]
 
     def _threshold(self, threshold: float | None) -> float:
         thr = self.threshold if threshold is None else float(threshold)
