@@ -208,6 +208,7 @@ def test_a_face_at_the_models_size_is_not_called_small(baseline: tuple[Any, Any]
     _, demo = baseline
     summary = handler_of(demo)(face(), 0.5)[2]
     assert "is small in this photo" not in summary  # an FFHQ face of 256 px: 252 px across
+    assert "Asymmetry of the wrinkle share, (a - b) / (a + b): right vs left crow's feet" in summary
     small = np.full((400, 400, 3), 120, np.uint8)
     small[130:270, 130:270] = cv2.resize(face(), (140, 140), interpolation=cv2.INTER_AREA)
     assert "is small in this photo" in handler_of(demo)(small, 0.5)[2]

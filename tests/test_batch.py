@@ -125,3 +125,6 @@ def test_overwrite_redoes_and_other_settings_are_not_mixed(photos: Path, tmp_pat
     fix = predict_files(predictor, pick, out, threshold=0.3, progress=False, log=lambda s: None)
     assert fix["predicted"] == 1 and (out / "p00_overlay.png").is_file()
     assert sorted(r["file"] for r in _rows(out)) == sorted(pick)
+    for r in _rows(out):  # side against side, upper against lower: in -1..1 or empty
+        for k in ("crows_feet", "under_eye", "nasolabial", "upper_vs_lower"):
+            assert r[f"{k}_asymmetry"] == "" or -1 <= float(r[f"{k}_asymmetry"]) <= 1

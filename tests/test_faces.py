@@ -233,3 +233,29 @@ def test_the_second_detector_finds_a_dark_face_hog_misses_and_waits_otherwise() 
     calls = detection.detector_calls["cnn"]
     assert detect_faces(photo)[0].detector == "hog"
     assert detection.detector_calls["cnn"] == calls
+
+
+def test_asymmetry_indices_on_real_regions() -> None:
+    """Wrinkles only in the right crow's feet read +1 right against left and +1 upper against
+    lower; a mirrored mask (left only) reads -1; nothing anywhere reads None."""
+    from utils.faces.regions import PAIRED, asymmetry_text
+
+    face = faces(1)[0]
+    lm = detect_faces(face, second=False)[0].landmarks
+    region = landmark_face_region(lm, face.shape[:2])
+    regs = region_masks(lm, face.shape[:2], region)
+    right = wrinkle_stats(regs["crows_feet_right"], region, regs)["asymmetry"]
+    assert right["crows_feet"] == 1.0 and right["upper_vs_lower"] == 1.0
+    assert right["under_eye"] is None and right["nasolabial"] is None
+    left = wrinkle_stats(regs["crows_feet_left"] | regs["nasolabial_left"], region,
+                         regs)["asymmetry"]
+    assert left["crows_feet"] == -1.0 and left["nasolabial"] == -1.0
+    both = regs["under_eye_right"] | regs["under_eye_left"]
+    even = wrinkle_stats(both, region, regs)["asymmetry"]
+    shares = {r["region"]: r["share"] for r in wrinkle_stats(both, region, regs)["regions"]}
+    assert shares["under_eye_right"] == shares["under_eye_left"] == 1.0
+    assert even["under_eye"] == 0.0
+    none = wrinkle_stats(np.zeros_like(region), region, regs)["asymmetry"]
+    assert set(none) == {*PAIRED, "upper_vs_lower"} and all(v is None for v in none.values())
+    assert "crow's feet +1.00" in asymmetry_text(right) and "nasolabial folds -" in \
+        asymmetry_text(right)

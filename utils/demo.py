@@ -169,6 +169,7 @@ def _table(faces: list[Any]) -> pd.DataFrame:
 
 def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
     """The headline and the notes: a share per face, or why nothing was measured."""
+    from utils.faces.regions import asymmetry_text
     from utils.inference.predictor import SMALL_FACE_SHARE, holds_less_detail
 
     if not faces:
@@ -185,6 +186,10 @@ def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
             lines = [f"### {len(faces)} faces: wrinkles cover " + ", ".join(
                 f"{s} (face {i + 1})" for i, s in enumerate(shares)),
                 f"Faces are numbered on the overlay, largest first; threshold {threshold:.2f}."]
+        for f in faces:
+            if f.stats.get("asymmetry"):
+                who = f"Face {f.index + 1}: " if len(faces) > 1 else ""
+                lines.append(who + asymmetry_text(f.stats["asymmetry"]).capitalize() + ".")
         lines.append(f"Each face is aligned as FFHQ was (68 landmarks) and measured in that "
                      f"{size} px frame: pixel counts and lengths are aligned-frame pixels.")
         small = [f for f in faces

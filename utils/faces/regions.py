@@ -38,6 +38,11 @@ REGION_LABELS = {
     "around_mouth": "around the mouth", "cheeks": "cheeks",
 }
 SUBPIXEL = 4  # polygons are filled with 4 bits of sub-pixel precision
+# The paired regions compared side against side, and the face's upper and lower parts.
+PAIRED = ("crows_feet", "under_eye", "nasolabial")
+UPPER = ("forehead", "between_brows", "crows_feet_right", "crows_feet_left", "under_eye_right",
+         "under_eye_left")
+LOWER = ("nasolabial_right", "nasolabial_left", "around_mouth", "cheeks")
 
 
 @dataclass
@@ -194,7 +199,46 @@ def wrinkle_stats(mask: np.ndarray, face: np.ndarray | None,
     return {"frame_px": int(h), "face_px": face_px, "wrinkle_px": int(inside.sum()),
             "wrinkle_share": float(inside.sum() / face_px) if face_px else 0.0,
             "lines": _lines(inside, min_px), "length_px": skeleton_length(inside),
-            "regions": rows}
+            "regions": rows, "asymmetry": asymmetry(rows)}
+
+
+PAIR_LABELS = {"crows_feet": "crow's feet", "under_eye": "under the eyes",
+               "nasolabial": "nasolabial folds", "upper_vs_lower": "upper vs lower face"}
+
+
+def asymmetry_text(asym: dict[str, float | None]) -> str:
+    """One line a person can read: each index signed, "-" where there is nothing to compare."""
+    def said(k: str) -> str:
+        v = asym.get(k)
+        return f"{PAIR_LABELS[k]} {'-' if v is None else f'{v:+.2f}'}"
+
+    return ("asymmetry of the wrinkle share, (a - b) / (a + b): right vs left "
+            + ", ".join(said(k) for k in PAIRED) + "; " + said("upper_vs_lower"))
+
+
+def _index(a: float, b: float) -> float | None:
+    return (a - b) / (a + b) if a + b > 0 else None
+
+
+def asymmetry(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Side against side and upper against lower face, as (a - b) / (a + b) of the wrinkle
+    share: -1 (all on the second) .. 0 (even) .. +1 (all on the first); None where neither has
+    a wrinkle pixel. `<pair>` is the person's right against left for crow's feet, under the eyes
+    and the nasolabial folds; `upper_vs_lower` is the forehead, brows, crow's feet and under-eye
+    regions against the nasolabial folds, the mouth and the cheeks."""
+    by = {r["region"]: r for r in rows}
+
+    def share(names: tuple[str, ...]) -> float:
+        px = sum(by[n]["region_px"] for n in names if n in by)
+        return sum(by[n]["wrinkle_px"] for n in names if n in by) / px if px else 0.0
+
+    out: dict[str, float | None] = {}
+    if not by:
+        return out
+    for pair in PAIRED:
+        out[pair] = _index(share((f"{pair}_right",)), share((f"{pair}_left",)))
+    out["upper_vs_lower"] = _index(share(UPPER), share(LOWER))
+    return out
 
 
 def outlines(masks: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:

@@ -1,8 +1,11 @@
 """Batch prediction behind predict.py: files, folders or globs in; masks, overlays, probability
-maps and one CSV of wrinkle statistics out. A file that cannot be read is reported and skipped."""
+maps and one CSV of wrinkle statistics out. A file that cannot be read is reported and skipped; a
+folder run resumes where it stopped (Journal) and decodes, finds faces and writes beside the
+model."""
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import sys
@@ -17,7 +20,7 @@ from tqdm import tqdm
 from utils.data.images import IMAGE_EXTENSIONS, load_image
 from utils.data.masks import mask_to_png
 from utils.errors import UserError
-from utils.faces.regions import REGION_NAMES
+from utils.faces.regions import PAIRED, REGION_NAMES
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
 from utils.io import csv_text, write_text
 from utils.runtime import stage
@@ -74,6 +77,7 @@ def csv_fields() -> list[str]:
               "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px"]
     for name in REGION_NAMES:
         fields += [f"{name}_share", f"{name}_px", f"{name}_lines", f"{name}_length_px"]
+    fields += [f"{k}_asymmetry" for k in (*PAIRED, "upper_vs_lower")]
     return [*fields, "notes"]
 
 
@@ -94,6 +98,8 @@ def csv_rows(path: Path | str, res: WrinkleResult, model: str) -> list[dict[str,
             "wrinkle_share": f"{st['wrinkle_share']:.6f}", "face_px": st["face_px"],
             "wrinkle_px": st["wrinkle_px"], "lines": st["lines"], "length_px": st["length_px"],
             "notes": "; ".join(res.notes)}
+        for k, v in st.get("asymmetry", {}).items():
+            row[f"{k}_asymmetry"] = "" if v is None else f"{v:+.4f}"
         for r in st["regions"]:
             key = r["region"]
             row |= {f"{key}_share": f"{r['share']:.6f}", f"{key}_px": r["wrinkle_px"],
@@ -130,8 +136,6 @@ class Journal:
     again without a duplicate row. `overwrite` starts afresh."""
 
     def __init__(self, out: Path, settings: str, overwrite: bool) -> None:
-        import csv
-
         self.out, self.settings = out, settings
         self.csv, self.log = out / "wrinkles.csv", out / JOURNAL
         self.done: dict[str, dict[str, str]] = {}
@@ -144,8 +148,6 @@ class Journal:
     def keep_only(self, files: set[str]) -> None:
         """Start the run: wrinkles.csv and the journal cut back to these finished photos (a
         photo half done, or whose files are gone, is done again without a duplicate row)."""
-        import csv
-
         self.done = {f: r for f, r in self.done.items() if f in files}
         kept: list[dict[str, str]] = []
         if self.done and self.csv.is_file():
