@@ -228,42 +228,34 @@ class Alignment:
         """A map of the aligned frame (square) in the photo: (box, values, inside) where box is
         x0, y0, x1, y1 in the photo, values the map over that box (0 outside the square) and
         inside a bool mask of the square over the box. kind: "map" (float) or "mask" (bool)."""
-        size = aligned.shape[0]
-        if aligned.shape[:2] != (size, size):
-            raise ValueError(f"aligned maps are square, got {aligned.shape[1]}x{aligned.shape[0]}")
-        x0, y0, x1, y1 = self.bounds(shape)
-        if x1 <= x0 or y1 <= y0:
-            empty = np.zeros((0, 0), bool)
-            return (x0, y0, x0, y0), empty.astype(aligned.dtype), empty
-        m = self.to_photo_matrix(size)
-        m[:, 2] -= (x0, y0)
-        values = warp(aligned, m, (x1 - x0, y1 - y0), kind)
-        inside = warp(np.ones((size, size), bool), m, (x1 - x0, y1 - y0), "mask")
-        return (x0, y0, x1, y1), values, inside
+        box, (values,), inside = self.paste_back_all([(aligned, kind)], shape)
+        return box, values, inside
 
     def paste_back_all(self, maps: list[tuple[np.ndarray, str]], shape: tuple[int, ...]
                        ) -> tuple[tuple[int, int, int, int], list[np.ndarray], np.ndarray]:
         """`paste_back` of several maps of one face at once: (box, values per map, inside).
 
-        Where the photo holds the face at the frame's size or larger (no shrinking, so maps and
-        masks are resampled alike), the maps go through one multi-channel warp and the square's
-        outline is warped once: the same values as one call per map, at a third of the cost."""
+        The square's outline is warped once; where the photo holds the face at the frame's size
+        or larger (no shrinking, so maps and masks are resampled alike) the maps also go through
+        one multi-channel warp: the same values as one warp per map, at a third of the cost."""
         size = maps[0][0].shape[0]
-        m = self.to_photo_matrix(size)
-        if _scale_of(m) < 0.999 or len(maps) == 1:
-            parts = [self.paste_back(a, shape, kind) for a, kind in maps]
-            return parts[0][0], [p[1] for p in parts], parts[0][2]
+        if any(a.shape[:2] != (size, size) for a, _ in maps):
+            raise ValueError(f"aligned maps are square and of one size, got "
+                             f"{[a.shape[:2] for a, _ in maps]}")
         x0, y0, x1, y1 = self.bounds(shape)
         if x1 <= x0 or y1 <= y0:
             empty = np.zeros((0, 0), bool)
             return (x0, y0, x0, y0), [empty.astype(a.dtype) for a, _ in maps], empty
+        m = self.to_photo_matrix(size)
         m[:, 2] -= (x0, y0)
-        stack = np.dstack([a.astype(np.float32) for a, _ in maps])
-        warped = warp(stack, m, (x1 - x0, y1 - y0), "map")
-        values = [warped[..., k] >= 0.5 if kind == "mask" else warped[..., k]
-                  for k, (_, kind) in enumerate(maps)]
-        inside = warp(np.ones((size, size), bool), m, (x1 - x0, y1 - y0), "mask")
-        return (x0, y0, x1, y1), values, inside
+        dsize = (x1 - x0, y1 - y0)
+        if len(maps) > 1 and _scale_of(m) >= 0.999:
+            warped = warp(np.dstack([a.astype(np.float32) for a, _ in maps]), m, dsize, "map")
+            values = [warped[..., k] >= 0.5 if kind == "mask" else warped[..., k]
+                      for k, (_, kind) in enumerate(maps)]
+        else:
+            values = [warp(a, m, dsize, kind) for a, kind in maps]
+        return (x0, y0, x1, y1), values, warp(np.ones((size, size), bool), m, dsize, "mask")
 
 
 def frame_alignment(shape: tuple[int, ...]) -> Alignment:

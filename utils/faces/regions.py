@@ -210,7 +210,7 @@ def asymmetry_text(asym: dict[str, float | None]) -> str:
     """One line a person can read: each index signed, "-" where there is nothing to compare."""
     def said(k: str) -> str:
         v = asym.get(k)
-        return f"{PAIR_LABELS[k]} {'-' if v is None else f'{v:+.2f}'}"
+        return f"{PAIR_LABELS[k]} {'-' if v is None else f'{round(v, 2) + 0.0:+.2f}'}"  # no -0.00
 
     return ("asymmetry of the wrinkle share, (a - b) / (a + b): right vs left "
             + ", ".join(said(k) for k in PAIRED) + "; " + said("upper_vs_lower"))

@@ -28,6 +28,14 @@ from utils.faces.regions import (
     region_masks,
     wrinkle_stats,
 )
+from utils.inference.backends import (
+    EXPORTED_SUFFIXES,
+    OpenVINOModule,
+    file_key,
+    load_exported,
+    resolve_backend,
+    to_openvino,
+)
 from utils.inference.loading import (
     BASELINE_RECIPE,
     BASELINE_THRESHOLD,
@@ -138,14 +146,6 @@ class WrinklePredictor:
                              f"{face_region!r}")
         if baseline and checkpoint is not None:
             raise ValueError("a checkpoint and the baseline exclude each other")
-        from utils.inference.backends import (
-            EXPORTED_SUFFIXES,
-            OpenVINOModule,
-            file_key,
-            load_exported,
-            resolve_backend,
-            to_openvino,
-        )
 
         self.device = resolve_device(device)
         self.dtype = None if precision == "fp32" else amp_dtype(
