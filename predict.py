@@ -11,6 +11,13 @@ Folder runs are resumable: wrinkles.csv gains each photo's rows as soon as it is
 predict_log.csv records it; after Ctrl-C or a crash the same command goes on where it stopped
 (--overwrite redoes everything). The output folder is never read as input, even inside it.
 
+A video (mp4, mov, avi, webm, mkv: any file whose content is a video, whatever its name) is
+analysed frame by frame: every face followed with an id that stays while it is in view (a
+detector every 10 frames, landmarks followed in between and smoothed over time), and written as
+<clip>_frames.csv (a row per frame and face), <clip>_overlay.mp4 (H.264, plays in a browser),
+<clip>_summary.csv (per face and region: mean, sd, min, max and the frame of the max) and
+<clip>_regions.png (each region's wrinkle share over time). Clips are always redone in full.
+
 Uses the bundled model by default. Also loads the FFHQ-Wrinkle authors' official U-Net
 (stage2_unet.pth), the ResNet-50 wrinkle U-Net (wrinkle_model.pth), .safetensors files, and any
 checkpoint written by train.py; --baseline gives the texture-map baseline.
@@ -30,9 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog="examples:\n  python predict.py selfie.jpg group.jpg --out out/\n"
                                        "  python predict.py photos/ --out out/ --faces largest\n"
                                        "  python predict.py face.png --regions --aligned --out out/\n"
+                                       "  python predict.py clip.mp4 --out out/ --every 2 "
+                                       "--max-frames 600\n"
                                        "  python predict.py face.png --checkpoint "
                                        "res/cp/stage2_unet.pth --out out/")
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
+    p.add_argument("inputs", nargs="+",
+                   help="image or video files, folders (searched recursively) or globs")
     p.add_argument("-o", "--out", default="out", help="output folder (default: out)")
     add_model_args(p)
     p.add_argument("-t", "--threshold", type=float, help="decision threshold (default: the model's)")
@@ -57,8 +67,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="redo photos an earlier run into the same --out already finished "
                         "(default: a rerun skips them and goes on with the rest)")
+    v = p.add_argument_group("videos")
+    v.add_argument("--every", type=int, default=1, metavar="N",
+                   help="analyse every N-th frame (default 1: all); the overlay video then runs "
+                        "at the clip's frame rate divided by N")
+    v.add_argument("--max-frames", type=int, metavar="N",
+                   help="stop after N analysed frames (default: the whole clip)")
+    v.add_argument("--no-smooth", action="store_true",
+                   help="do not smooth the landmarks over time (each frame aligned from its own "
+                        "landmarks only: the aligned face jitters by a pixel or two)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.every < 1:
+        p.error("--every must be at least 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        p.error("--max-frames must be at least 1")
     if args.batch_size < 1:
         p.error("--batch-size must be at least 1")
     if args.threshold is not None and not 0 < args.threshold < 1:
@@ -77,17 +100,44 @@ def main(argv: list[str] | None = None) -> int:
     files, failures = collect_inputs(args.inputs, exclude=args.out)
     if not files:
         raise UserError("; ".join(failures))
+    from utils.data.videos import VIDEO_EXTENSIONS, is_video
+
+    videos = [f for f in files if f.suffix.lower() in VIDEO_EXTENSIONS or is_video(f)]
     from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     kw = {"device": args.device, "precision": args.precision, "backend": args.backend,
           "faces": args.faces,
           "no_face": args.no_face, "face_region": args.face_region}
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
-    res = predict_files(predictor, args.inputs, args.out, args.threshold, args.probs,
-                        args.batch_size, progress=not args.no_progress, regions=args.regions,
-                        landmarks=args.landmarks, aligned=args.aligned, overwrite=args.overwrite)
-    return 1 if res["failed"] else 0
+    failed = 0
+    if not videos:  # photos only: the folder run reports the inputs it could not find itself
+        items = args.inputs
+    else:
+        for miss in failures:
+            print(f"skipped {miss}")
+        failed += len(failures)
+        items = [str(f) for f in files if f not in videos]
+    if items:
+        res = predict_files(predictor, items, args.out, args.threshold, args.probs,
+                            args.batch_size, progress=not args.no_progress, regions=args.regions,
+                            landmarks=args.landmarks, aligned=args.aligned,
+                            overwrite=args.overwrite)
+        failed += len(res["failed"])
+    if videos:
+        from utils.inference.batch import out_names
+        from utils.inference.video import predict_video
 
+        stems = out_names(videos)
+        for clip in videos:
+            try:
+                predict_video(predictor, clip, args.out, args.threshold, args.every,
+                              args.max_frames, smooth=not args.no_smooth,
+                              progress=not args.no_progress, regions=args.regions,
+                              landmarks=args.landmarks, stem=stems[clip])
+            except UserError as exc:
+                print(f"skipped {clip}: {str(exc).removeprefix(f'{clip}: ')}")
+                failed += 1
+    return 1 if failed else 0
 
 if __name__ == "__main__":
     run_cli(main)

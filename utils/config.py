@@ -48,7 +48,7 @@ NON_NEGATIVE = {"data.num_workers", "train.lr", "train.weight_decay", "train.gra
                 "loss.focal_weight", "loss.gamma", "loss.smooth", "loss.skeleton_weight",
                 "eval.overlays"}
 UNIT_INTERVAL = {"data.val_fraction", "data.test_fraction", "loss.alpha", "eval.threshold", "augment.hflip",
-                 "augment.affine", "augment.brightness_contrast", "augment.blur_noise"}
+                 "augment.affine", "augment.brightness_contrast", "augment.blur_noise", "augment.grey"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

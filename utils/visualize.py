@@ -97,20 +97,23 @@ def _marks(out: np.ndarray, face: Any, to_image: Callable[[np.ndarray], np.ndarr
 
 
 def draw_faces(rgb: np.ndarray, faces: list[Any], regions: bool = False,
-               landmarks: bool = False) -> np.ndarray:
+               landmarks: bool = False, labels: list[str] | None = None) -> np.ndarray:
     """Draw on a photo, for each analysed face (utils.inference.FaceResult), its number (when
-    there are several) and, on request, its region outlines and 68 landmarks."""
+    there are several; `labels` instead names every face, as a video's track ids do) and, on
+    request, its region outlines and 68 landmarks."""
     out = rgb.copy()
     h, w = out.shape[:2]
     thick = max(1, round(max(h, w) / 700))
-    for f in faces:
+    if labels is None:
+        labels = [str(f.index + 1) for f in faces] if len(faces) > 1 else [""] * len(faces)
+    for f, label in zip(faces, labels, strict=True):
         _marks(out, f, lambda p, f=f: f.alignment.to_photo(p, f.frame), thick, regions,
                landmarks)
-        if f.box is not None and len(faces) > 1:
+        if f.box is not None and label:
             scale = max(0.5, f.alignment.side / 500)
             org = (max(0, f.box[0]), max(int(20 * scale), f.box[1] - 4))
             for colour, t in (((0, 0, 0), thick + 2), ((255, 255, 255), thick)):
-                cv2.putText(out, str(f.index + 1), org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
                             t, cv2.LINE_AA)
     return out
 

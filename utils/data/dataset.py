@@ -99,7 +99,7 @@ def build_augmentation(aug: dict[str, Any]) -> A.Compose | None:
     """Training augmentation (albumentations 2): masks are only ever moved by nearest neighbour."""
     if not aug["enabled"]:
         return None
-    return A.Compose([
+    steps = [
         A.HorizontalFlip(p=aug["hflip"]),
         A.Affine(scale=(1 - aug["scale"], 1 + aug["scale"]),
                  translate_percent=(-aug["shift"], aug["shift"]),
@@ -112,7 +112,13 @@ def build_augmentation(aug: dict[str, Any]) -> A.Compose | None:
             A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8)),
             A.GaussNoise(std_range=(0.01, 0.03)),
         ], p=aug["blur_noise"]),
-    ], mask_interpolation=cv2.INTER_NEAREST)
+    ]
+    if aug.get("grey", 0.0) > 0:
+        # A black-and-white photo arrives as one grey in all three channels; a model that never
+        # saw one reads the missing colour as missing wrinkles. Added only when asked, so that the
+        # other transforms draw the same random numbers as in runs made before this option.
+        steps.append(A.ToGray(num_output_channels=3, method="weighted_average", p=aug["grey"]))
+    return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST)
 
 
 class WrinkleDataset(Dataset):

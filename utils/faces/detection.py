@@ -170,7 +170,8 @@ def _fit_landmarks(rgb: np.ndarray, centre: np.ndarray, width: float, angle: flo
     return apply_matrix(cv2.invertAffineTransform(m), pts)
 
 
-def _roll(landmarks: np.ndarray) -> float:
+def landmark_roll(landmarks: np.ndarray) -> float:
+    """The roll of a face from its eye centres, in degrees (positive: turned clockwise)."""
     d = landmarks[42:48].mean(axis=0) - landmarks[36:42].mean(axis=0)
     return float(np.degrees(np.arctan2(d[1], d[0])))
 
@@ -179,7 +180,7 @@ def _landmarks(rgb: np.ndarray, centre: np.ndarray, width: float, angle: float) 
     """Fit, then refit upright when the face turned out to be rolled (the shape predictor was
     trained on mostly upright faces; its points drift on tilted ones)."""
     lm = _fit_landmarks(rgb, centre, width, angle)
-    roll = _roll(lm)
+    roll = landmark_roll(lm)
     if abs(roll - angle) > ROLL_REFIT:
         lm = _fit_landmarks(rgb, centre, width, roll)
     return lm
@@ -273,3 +274,37 @@ def detect_faces(rgb: np.ndarray, second: bool = True) -> list[Face]:
         faces.append(Face(box, score, lm, Alignment(ffhq_quad(lm)), detector=by))
     faces.sort(key=lambda f: -f.side)
     return faces
+
+
+def follow_face(rgb: np.ndarray, previous: Face, shift: np.ndarray | None = None) -> Face:
+    """The face of `previous` (found in the frame before) in the next frame of a video, without a
+    detector: its 68 landmarks fitted where it was (moved by `shift`, the motion expected since),
+    then once more where they say it went when the box was off by more than a tenth. The box
+    keeps its place and size relative to the landmarks (their centre and spread), so it stays
+    the box the landmark model was fitted on."""
+    x0, y0, x1, y1 = previous.box
+    width = float(x1 - x0)
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    offset = (centre - previous.landmarks.mean(axis=0)) / landmark_spread(previous.landmarks)
+    if shift is not None:
+        centre = centre + shift
+    per_spread = width / landmark_spread(previous.landmarks)
+    lm = previous.landmarks
+    for _ in range(2):
+        lm = _landmarks(rgb, centre, width, landmark_roll(lm))
+        s = landmark_spread(lm)
+        new_centre, new_width = lm.mean(axis=0) + offset * s, per_spread * s
+        settled = (np.hypot(*(new_centre - centre)) <= 0.1 * width
+                   and abs(new_width / width - 1) <= 0.1)
+        centre, width = new_centre, new_width
+        if settled:
+            break
+    half = width / 2
+    box = (round(centre[0] - half), round(centre[1] - half), round(centre[0] + half),
+           round(centre[1] + half))
+    return Face(box, previous.score, lm, Alignment(ffhq_quad(lm)), detector="track")
+
+
+def landmark_spread(landmarks: np.ndarray) -> float:
+    """The size of a landmark set (root mean square distance from its centre), in pixels."""
+    return float(np.sqrt(((landmarks - landmarks.mean(axis=0)) ** 2).sum(axis=1).mean()))

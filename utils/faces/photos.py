@@ -63,6 +63,19 @@ def _background(source: np.ndarray, shape: tuple[int, int], rng: np.random.Gener
     return cv2.GaussianBlur(big, (0, 0), sigma)
 
 
+def _place(canvas: np.ndarray, face: np.ndarray, matrix: np.ndarray, side: float) -> np.ndarray:
+    """A face put onto a float canvas through `matrix` (aligned -> canvas): a camera's view of
+    it, one bicubic resampling independent of the pipeline's warps, the square's edge feathered
+    so that it does not show as a hard frame."""
+    h, w = canvas.shape[:2]
+    size = face.shape[0]
+    placed = cv2.warpAffine(face, matrix, (w, h), flags=cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REFLECT_101)
+    alpha = warp(np.ones((size, size), np.float32), matrix, (w, h), "map")
+    alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), side / 40), 0, 1)[..., None]
+    return placed.astype(np.float32) * alpha + canvas * (1 - alpha)
+
+
 def make_photo(face: np.ndarray, seed: int, canvas: str = "square",
                backdrop: np.ndarray | None = None, angle_max: float = 25.0,
                face_px: tuple[float, float] = (320, 520), exposure: bool = True
@@ -91,15 +104,66 @@ def make_photo(face: np.ndarray, seed: int, canvas: str = "square",
     centre_src = np.array([size / 2 - 0.5, size / 2 - 0.5])
     matrix = np.hstack([rot, (np.array([cx, cy]) - rot @ centre_src)[:, None]])
     back = _background(face if backdrop is None else backdrop, (ch, cw), rng)
-    # a camera's view of the face: one bicubic resampling, independent of the pipeline's warps
-    placed = cv2.warpAffine(face, matrix, (cw, ch), flags=cv2.INTER_CUBIC,
-                            borderMode=cv2.BORDER_REFLECT_101)
-    # feather the square's edge so it does not show as a hard frame
-    alpha = warp(np.ones((size, size), np.float32), matrix, (cw, ch), "map")
-    alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), side / 40), 0, 1)[..., None]
-    rgb = placed.astype(np.float32) * alpha + back.astype(np.float32) * (1 - alpha)
+    rgb = _place(back.astype(np.float32), face, matrix, side)
     gain = float(rng.uniform(0.7, 1.3)) if exposure else 1.0
     gamma = float(rng.uniform(0.8, 1.25)) if exposure else 1.0
     rgb = 255.0 * np.clip(gain * np.clip(rgb / 255.0, 0, 1) ** gamma, 0, 1)
     return SyntheticPhoto(np.round(rgb).astype(np.uint8), matrix, canvas, angle, side, gain, gamma,
                           size)
+
+
+@dataclass
+class SyntheticClip:
+    """A video made from aligned faces: frames and, per frame, each face's 2x3 matrix from its
+    aligned frame (the source's size) to the frame's pixels."""
+
+    frames: list[np.ndarray]
+    matrices: list[list[np.ndarray]]
+    fps: float
+
+
+def _wander(rng: np.random.Generator, n: int, smooth: float) -> np.ndarray:
+    """A slow random walk in [-1, 1] (hand-held drift): noise low-passed over `smooth` frames."""
+    x = rng.normal(size=n + 4 * int(smooth))
+    k = np.exp(-0.5 * (np.arange(-2 * int(smooth), 2 * int(smooth) + 1) / max(smooth, 1)) ** 2)
+    y = np.convolve(x, k / k.sum(), mode="valid")[:n]
+    return y / max(np.abs(y).max(), 1e-9)
+
+
+def make_clip(faces: list[np.ndarray], n_frames: int, size: tuple[int, int] = (640, 480),
+              fps: float = 25.0, face_px: float = 200.0, motion: str = "still",
+              jitter_px: float = 3.0, jitter_deg: float = 1.5, flicker: float = 0.06,
+              noise: float = 2.0, seed: int = 0) -> SyntheticClip:
+    """Frames of a hand-held clip of aligned faces (square RGB uint8, side by side): the camera
+    drifts by up to `jitter_px` px and `jitter_deg` degrees, the exposure flickers by up to
+    `flicker`, each frame has sensor noise of `noise` grey levels (sd), and with motion="across"
+    the faces walk together from the left of the frame to the right. Reproducible by `seed`; compression comes from the video file it is saved in."""
+    if motion not in ("still", "across"):
+        raise ValueError(f"motion must be 'still' or 'across', got {motion!r}")
+    w, h = size
+    rng = np.random.default_rng(seed)
+    back = _background(faces[0], (h, w), rng).astype(np.float32)
+    dx, dy, rot = (_wander(rng, n_frames, 6.0) for _ in range(3))
+    gains = 1 + flicker * rng.uniform(-1, 1, n_frames)
+    gap = face_px * 1.15
+    frames, matrices = [], []
+    for i in range(n_frames):
+        if motion == "across":
+            span = w - gap * len(faces)
+            left = 0.5 * gap + span * (0.1 + 0.8 * i / max(1, n_frames - 1))
+        else:
+            left = w / 2 - gap * (len(faces) - 1) / 2
+        canvas = back.copy()
+        mats = []
+        for k, face in enumerate(faces):
+            src = face.shape[0]
+            centre = np.array([left + k * gap + jitter_px * dx[i], h / 2 + jitter_px * dy[i]])
+            t = np.radians(jitter_deg * rot[i])
+            r = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * (face_px / src)
+            m = np.hstack([r, (centre - r @ np.array([src / 2 - 0.5, src / 2 - 0.5]))[:, None]])
+            canvas = _place(canvas, face, m, face_px)
+            mats.append(m)
+        grain = rng.normal(0, noise, canvas.shape) if noise > 0 else 0
+        frames.append(np.round(np.clip(canvas * gains[i] + grain, 0, 255)).astype(np.uint8))
+        matrices.append(mats)
+    return SyntheticClip(frames, matrices, fps)

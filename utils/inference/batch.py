@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from utils.data.images import IMAGE_EXTENSIONS, load_image
 from utils.data.masks import mask_to_png
+from utils.data.videos import VIDEO_EXTENSIONS
 from utils.errors import UserError
 from utils.faces.regions import PAIRED, REGION_NAMES
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
@@ -26,10 +27,13 @@ from utils.io import csv_text, write_text
 from utils.runtime import stage
 from utils.visualize import draw_aligned, draw_faces, overlay, write_png
 
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS  # what a folder is searched for
+
 
 def collect_inputs(items: list[str], exclude: str | Path | None = None
                    ) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (recursively, image extensions) and glob patterns; report misses.
+    """Expand files, folders (recursively, image and video extensions) and glob patterns;
+    report misses.
     Nothing inside `exclude` (the output folder) is ever taken as input: a run never reads its
     own outputs, wherever the output folder lies."""
     skip = Path(exclude).resolve() if exclude is not None else None
@@ -43,11 +47,11 @@ def collect_inputs(items: list[str], exclude: str | Path | None = None
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                           if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
                            and not ours(p))
             if not found:
-                missing.append(f"{item}: the folder holds no image file "
-                               f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
+                missing.append(f"{item}: the folder holds no image or video file "
+                               f"({', '.join(MEDIA_EXTENSIONS)}, searched recursively)")
             files += found
         elif path.is_file():
             if ours(path):
@@ -108,7 +112,7 @@ def csv_rows(path: Path | str, res: WrinkleResult, model: str) -> list[dict[str,
     return rows
 
 
-def _out_names(files: list[Path]) -> dict[Path, str]:
+def out_names(files: list[Path]) -> dict[Path, str]:
     """Output name stem per input: its file stem, made unique when two inputs share one."""
     names: dict[Path, str] = {}
     used: set[str] = set()
@@ -206,7 +210,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
     settings = (f"{predictor.description}; threshold {thr:g}; probs {save_probs}; regions "
                 f"{regions}; landmarks {landmarks}; aligned {aligned}")
     journal = Journal(out, settings, overwrite)
-    names = _out_names(files)
+    names = out_names(files)
     todo, skipped = [], 0
     for f in files:
         row = journal.finished(f, _outputs(out, names[f], save_probs))

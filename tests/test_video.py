@@ -1,0 +1,221 @@
+"""Video: faces tracked with stable ids, one row per frame and face, a playable overlay video,
+smoothing that steadies a still face, and clear failures, on clips made from real FFHQ faces."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import IMAGES, REPO
+from utils.data.images import load_image
+from utils.faces.photos import make_clip
+from utils.faces.tracking import FaceTracker, OneEuroFilter
+
+pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} not present (../shared)")
+av = pytest.importorskip("av", reason="PyAV not installed (requirements.txt)")
+
+FACES = ("00016", "00155")  # two labelled faces of ../shared, frontal, well apart in looks
+STILL = ("00013", "00023", "00035")  # faces held still for the smoothing test
+
+
+def _faces() -> list[np.ndarray]:
+    return [load_image(IMAGES / f"{i}.jpg") for i in FACES]
+
+
+def _save(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
+    from utils.inference.video import H264Writer
+
+    w = H264Writer(path, fps)
+    for f in frames:
+        w.write(f)
+    assert w.close()
+    return path
+
+
+def _decoded_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "predict.py", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=600)
+
+
+def test_one_euro_filter_steadies_noise_and_follows_motion() -> None:
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter()
+    still = [f(np.array([100.0, 50.0]) + rng.normal(0, 1, 2), i / 25, 50.0)
+             for i in range(100)]
+    assert np.std(np.array(still)[20:], axis=0).max() < 0.5  # sd 1 px in, under half out
+    f = OneEuroFilter()
+    moving = [f(np.array([4.0 * i, 0.0]), i / 25, 50.0) for i in range(50)]
+    assert abs(moving[-1][0] - 4.0 * 49) < 4.0 * 3  # a steady walk: less than 3 frames behind
+
+
+def test_two_faces_moving_side_by_side_keep_their_ids(tmp_path: Path) -> None:
+    clip = make_clip(_faces(), 24, motion="across", face_px=180, seed=1)
+    tracker = FaceTracker()
+    owner: dict[int, int] = {}
+    for i, frame in enumerate(clip.frames):
+        found = tracker.update(frame, i / clip.fps)
+        assert len(found) == 2, f"frame {i}: {len(found)} faces"
+        truth = [m[:, 2] + m[:, :2] @ np.array([127.5, 127.5]) for m in clip.matrices[i]]
+        for track_id, face in found:
+            centre = face.alignment.quad.mean(axis=0)
+            which = int(np.argmin([np.hypot(*(centre - t)) for t in truth]))
+            assert owner.setdefault(track_id, which) == which, f"frame {i}: id {track_id} moved"
+    assert sorted(owner) == [0, 1] and sorted(owner.values()) == [0, 1]
+    assert tracker.next_id == 2  # no track was lost and restarted
+
+
+def test_predict_py_on_a_clip_writes_rows_video_plot_and_summary(tmp_path: Path) -> None:
+    clip = make_clip(_faces(), 16, motion="across", face_px=170, seed=2)
+    src = _save(clip.frames, tmp_path / "walk.mp4")
+    named = tmp_path / "walk.dat"  # a video whatever its name says
+    named.write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    r = _predict(str(named), "--out", str(out), "--every", "2", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = _rows(out / "walk_frames.csv")
+    frames = sorted({int(x["frame"]) for x in rows})
+    assert frames == list(range(0, 16, 2))
+    assert len(rows) == len(frames) * 2  # frames x faces
+    assert {x["face"] for x in rows} == {"0", "1"}
+    assert all(float(x["time_s"]) == pytest.approx(int(x["frame"]) / 25, abs=1e-3) for x in rows)
+    assert {x["detector"] for x in rows} >= {"hog", "track"}
+    assert _decoded_frames(out / "walk_overlay.mp4") == len(frames)
+    cap = cv2.VideoCapture(str(out / "walk_overlay.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.5, abs=0.01)
+    with av.open(str(out / "walk_overlay.mp4")) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
+    summary = _rows(out / "walk_summary.csv")
+    whole = {x["face"]: x for x in summary if x["region"] == "face"}
+    assert set(whole) == {"0", "1"} and all(x["frames"] == str(len(frames)) for x in whole.values())
+    for face_id, s in whole.items():
+        shares = [float(x["wrinkle_share"]) for x in rows if x["face"] == face_id]
+        assert float(s["mean_share"]) == pytest.approx(np.mean(shares), abs=1e-6)
+        assert float(s["max_share"]) == pytest.approx(max(shares), abs=1e-6)
+    png = cv2.imread(str(out / "walk_regions.png"))
+    assert png is not None and png.shape[0] > 400  # two panels
+
+
+def test_smoothing_steadies_a_still_face(tmp_path: Path) -> None:
+    """Faces held still in front of a camera (sensor noise, exposure flicker, compression): with
+    the landmarks smoothed, the aligned frame moves less on every clip, and the wrinkle share's
+    coefficient of variation is lower on average over the clips (bench/bench_video.py measures
+    it on more)."""
+    from utils.inference.predictor import FoundFaces, WrinklePredictor
+
+    predictor = WrinklePredictor()
+    cvs: dict[bool, list[float]] = {False: [], True: []}
+    for seed, face_id in enumerate(STILL):
+        face = load_image(IMAGES / f"{face_id}.jpg")
+        clip = make_clip([face], 40, face_px=220, jitter_px=0, jitter_deg=0, seed=seed)
+        cap = cv2.VideoCapture(str(_save(clip.frames, tmp_path / f"still{seed}.mp4")))
+        frames = []
+        while (got := cap.read())[0]:
+            frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+        wobble = {}
+        for smooth in (False, True):
+            tracker = FaceTracker(smooth=smooth)
+            centres, shares = [], []
+            for i, frame in enumerate(frames):
+                (_, found), = tracker.update(frame, i / clip.fps)
+                centres.append(found.alignment.quad.mean(axis=0))
+                res = predictor.finish([FoundFaces(frame, [], [(found, found.alignment)])])[0]
+                shares.append(res.faces[0].stats["wrinkle_share"])
+            wobble[smooth] = np.std(centres, axis=0).mean()
+            cvs[smooth].append(float(np.std(shares) / np.mean(shares)))
+        assert wobble[True] < 0.8 * wobble[False], (face_id, wobble)
+    assert np.mean(cvs[True]) < np.mean(cvs[False]), cvs
+
+
+def test_a_clip_without_faces_is_rows_with_notes_and_a_failure(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = [cv2.GaussianBlur((rng.random((240, 320, 3)) * 255).astype(np.uint8), (0, 0), 8)
+              for _ in range(6)]
+    src = _save(frames, tmp_path / "empty.mp4")
+    out = tmp_path / "out"
+    r = _predict(str(src), "--out", str(out), "--no-progress")
+    assert r.returncode == 1
+    assert "no face" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    rows = _rows(out / "empty_frames.csv")
+    assert [x["frame"] for x in rows] == [str(i) for i in range(6)]
+    assert all(x["face"] == "" and "no face" in x["notes"] for x in rows)
+    assert _decoded_frames(out / "empty_overlay.mp4") == 6
+
+
+def test_bad_clips_fail_plainly_or_are_noted(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video\n")
+    r = _predict(str(fake), "--out", str(tmp_path / "o1"), "--no-progress")
+    assert r.returncode == 1 and str(fake) in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert not list((tmp_path / "o1").glob("notes_*"))
+
+    clip = make_clip(_faces()[:1], 40, face_px=200, seed=4)
+    whole = _save(clip.frames, tmp_path / "whole.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[:len(whole) // 2])  # the header promises 40 frames
+    out = tmp_path / "o2"
+    r = _predict(str(cut), "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = _rows(out / "cut_frames.csv")
+    assert 0 < len(rows) < 40
+    assert "truncated" in r.stdout
+    assert "truncated" in _rows(out / "cut_summary.csv")[0]["notes"]
+
+
+def test_a_4k_clip_is_scaled_and_noted(tmp_path: Path) -> None:
+    clip = make_clip(_faces()[:1], 3, size=(3840, 2160), face_px=900, seed=5)
+    src = _save(clip.frames, tmp_path / "big.mp4")
+    out = tmp_path / "out"
+    r = _predict(str(src), "--out", str(out), "--no-progress", "--max-frames", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "scaled from 3840x2160 to 1280x720" in r.stdout
+    rows = _rows(out / "big_frames.csv")
+    assert len(rows) == 2 and rows[0]["width"] == "1280" and rows[0]["height"] == "720"
+
+
+def test_ctrl_c_keeps_a_playable_video_and_the_rows_so_far(tmp_path: Path) -> None:
+    clip = make_clip(_faces()[:1], 150, face_px=200, seed=6)
+    src = _save(clip.frames, tmp_path / "long.mp4")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "predict.py", str(src), "--out", str(out),
+                             "--no-progress"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list(out.glob(".long_overlay.part*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no frame was written"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGINT)
+    said, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, said + err
+    assert "Traceback" not in err
+    rows = _rows(out / "long_frames.csv")
+    n = len({x["frame"] for x in rows})
+    assert 0 < n < 150
+    assert _decoded_frames(out / "long_overlay.mp4") == n
+    assert "interrupted" in _rows(out / "long_summary.csv")[0]["notes"]
+    assert not list(out.glob(".long_overlay.part*"))
