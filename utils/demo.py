@@ -13,6 +13,7 @@ import html
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,6 +329,110 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
             pd.DataFrame(rows, columns=COMPARE_HEADERS), used)
 
 
+# The Video tab: clips longer than this are refused from their header, before any decoding; at
+# most VIDEO_FRAMES frames are analysed (every n-th frame of a longer clip), so that a request
+# stays within about half a minute on a 2-core CPU.
+MAX_VIDEO_SECONDS = 120
+VIDEO_FRAMES = 300
+VIDEO_HEADERS = ["face", "region", "frames", "mean %", "sd %", "min %", "max %", "max at s"]
+LIVE_SIDE = 640  # webcam frames are analysed at most this large (a face fills enough of it)
+LIVE_STREAMS = 4  # webcams streaming at once (they share the model frame by frame)
+LIVE_SECONDS = 300  # a stream stops after this long; pressing Record again goes on
+
+
+def _video_path(video: Any) -> Path:
+    key = _source_key(video)
+    if key is None:
+        raise UserError("no clip: upload a video (mp4, mov, webm, avi)")
+    return Path(key)
+
+
+def run_video(predictor: WrinklePredictor, video: Any, threshold: Any, workdir: str | Path,
+              forget: Callable[[str], None] | None = None
+              ) -> tuple[str | None, str | None, str, Any]:
+    """The Video tab: a clip's faces tracked and measured frame by frame. Returns the overlay
+    video, the plot of each region's share over time, the headline and the summary table. The
+    clip's header is read first: a clip over MAX_VIDEO_SECONDS is refused before any frame is
+    decoded. The upload is deleted once analysed."""
+    import math
+
+    import pandas as pd
+
+    from utils.data.videos import probe_video
+    from utils.faces.regions import REGION_LABELS
+    from utils.inference.video import predict_video
+
+    thr = page_threshold(threshold)
+    path = _video_path(video)
+    name = (video.get("orig_name") if isinstance(video, dict) else None) or path.name
+    try:
+        info = probe_video(path)
+        if info.seconds > MAX_VIDEO_SECONDS:
+            raise UserError(f"{name}: the clip lasts {info.seconds:.0f} s; the demo takes clips "
+                            f"of up to {MAX_VIDEO_SECONDS} s (predict.py takes any length)")
+        every = max(1, math.ceil(info.frames / VIDEO_FRAMES)) if info.frames else 1
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="clip-", dir=workdir))
+        try:
+            res = predict_video(predictor, path, out, thr, every, VIDEO_FRAMES, progress=True,
+                                stem="clip", log=lambda _: None)
+        except UserError as exc:
+            raise UserError(str(exc).replace(str(path), name)) from None
+    finally:
+        if forget is not None:
+            forget(str(path))
+    with (out / "clip_summary.csv").open(newline="", encoding="utf-8") as fh:
+        import csv
+
+        summary = list(csv.DictReader(fh))
+    rows = [[int(r["face"]), REGION_LABELS.get(r["region"], "whole face"), int(r["frames"]),
+             *(round(100 * float(r[k]), 2) for k in ("mean_share", "sd_share", "min_share",
+                                                     "max_share")),
+             float(r["max_time_s"])] for r in summary]
+    step = f"every {every}th frame" if every > 1 else "every frame"
+    lines = [f"### {res['frames']} frames analysed ({step}), {res['tracks']} "
+             f"face{'s' if res['tracks'] != 1 else ''} followed",
+             f"Threshold {thr:.2f}. Faces keep their number while they stay in view; the plot "
+             "shows each region's wrinkle share over time (face region pixels, aligned frame)."]
+    lines += [f"note: {n}" for n in res["notes"]]
+    return (res["files"]["overlay"], res["files"]["regions"], "\n\n".join(lines),
+            pd.DataFrame(rows, columns=VIDEO_HEADERS))
+
+
+def run_live(predictor: WrinklePredictor, frame: Any, threshold: Any, tracker: Any
+             ) -> tuple[Any, str, Any]:
+    """One webcam frame of the live mode: the session's faces followed from frame to frame
+    (a FaceTracker kept in the session), predicted, drawn. Returns the overlay, a line per face
+    and the tracker for the next frame."""
+    import time
+
+    from utils.data.images import resize_image
+    from utils.faces.tracking import FaceTracker
+    from utils.inference.predictor import FoundFaces
+    from utils.visualize import draw_faces, overlay
+
+    if frame is None:
+        return None, "waiting for the camera", tracker
+    thr = page_threshold(threshold)
+    rgb = as_rgb(frame)
+    h, w = rgb.shape[:2]
+    if max(h, w) > LIVE_SIDE:
+        s = LIVE_SIDE / max(h, w)
+        rgb = resize_image(rgb, (round(h * s), round(w * s)))
+    if tracker is None:
+        tracker = FaceTracker()
+    faces = tracker.update(rgb, time.monotonic())
+    if not faces:
+        return rgb, "no face in view: face the camera, in good light", tracker
+    res = predictor.finish([FoundFaces(rgb, [], [(f, f.alignment) for _, f in faces])], thr)[0]
+    for face, (track_id, _) in zip(res.faces, faces, strict=True):
+        face.index = track_id
+    shown = draw_faces(overlay(rgb, res.mask), res.faces, labels=[str(f.index) for f in res.faces])
+    text = "; ".join(f"face {f.index}: wrinkles cover {100 * f.stats['wrinkle_share']:.2f} % "
+                     "of the face" for f in res.faces)
+    return shown, text, tracker
+
+
 F1_NOTE = ("F1 measures how well the predicted wrinkle pixels overlap an annotator's lines "
            "(1 would be identical); two human annotators agree with each other at about 0.54.")
 
@@ -442,9 +547,53 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                                          label="Per region (share: % of the region's pixels)",
                                          elem_id="compare-table", max_height=TABLE_HEIGHT)
             compare_state = gr.State(None, time_to_live=STATE_SECONDS)
+        with gr.Tab("Video"):
+            gr.Markdown(f"A clip (mp4, mov, webm, avi; up to {MAX_VIDEO_SECONDS} s): every face "
+                        "is followed from frame to frame and measured in each. At most "
+                        f"{VIDEO_FRAMES} frames are analysed (every n-th frame of a longer "
+                        "clip); `predict.py clip.mp4` does any clip in full. The upload is "
+                        "deleted once analysed.")
+            with gr.Row():
+                with gr.Column():
+                    clip_in = gr.Video(sources=["upload"], label="Clip", elem_id="clip")
+                    clip_threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2),
+                                               step=0.01, label="Threshold (lower finds more "
+                                               "wrinkles)", elem_id="clip-threshold")
+                    clip_btn = gr.Button("Analyse clip", variant="primary", elem_id="analyse")
+                with gr.Column():
+                    clip_out = gr.Video(label="Wrinkles (red), frame by frame", interactive=False,
+                                        elem_id="clip-overlay")
+            clip_summary = gr.Markdown(elem_id="clip-summary")
+            clip_plot = gr.Image(label="Wrinkle share per region over time", format="png",
+                                 interactive=False, elem_id="clip-plot")
+            clip_table = gr.Dataframe(headers=VIDEO_HEADERS, interactive=False,
+                                      label="Per face and region, over the clip (share: % of "
+                                      "the region's pixels)", elem_id="clip-table",
+                                      max_height=TABLE_HEIGHT)
+        with gr.Tab("Live"):
+            gr.Markdown("The webcam, live: faces are followed as they move, and the overlay and "
+                        "each face's wrinkle share follow every frame the server can take. "
+                        f"Up to {LIVE_STREAMS} viewers stream at once, taking turns frame by frame; a "
+                        f"stream stops after {LIVE_SECONDS // 60} minutes (press Record again). "
+                        "Frames are analysed in memory, never kept.")
+            with gr.Row():
+                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                               elem_id="camera")
+                live_out = gr.Image(label="Wrinkles (red)", interactive=False, format="jpeg",
+                                    elem_id="live-overlay")
+            live_threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2), step=0.01,
+                                       label="Threshold (lower finds more wrinkles)",
+                                       elem_id="live-threshold")
+            live_text = gr.Markdown(elem_id="live-text")
+            live_state = gr.State(None, time_to_live=STATE_SECONDS)
 
         def forget(path: str) -> None:
             _forget_upload(demo, path)
+
+        # One model, many callers: a webcam stream holds its queue slot for as long as it
+        # streams, so streams get slots of their own (LIVE_STREAMS) and every handler takes
+        # this lock for its model work: photos, clips and live frames take turns frame by frame.
+        model_lock = threading.Lock()
 
         def predict(image: Any, threshold: Any, draw: bool = False,
                     photo: dict[str, Any] | None = None) -> Outputs:
@@ -457,8 +606,9 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
             try:
                 if isinstance(image, dict) and image.get("path"):
                     _check_in_cache(image["path"])
-                return run_prediction(predictor, image, threshold, photo, forget, bool(draw),
-                                      bool(wide))
+                with model_lock:
+                    return run_prediction(predictor, image, threshold, photo, forget,
+                                          bool(draw), bool(wide))
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
@@ -492,10 +642,39 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                 for image in (before, after):
                     if isinstance(image, dict) and image.get("path"):
                         _check_in_cache(image["path"])
-                return run_comparison(predictor, before, after, threshold, forget, photos)
+                with model_lock:
+                    return run_comparison(predictor, before, after, threshold, forget, photos)
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
+        def video(clip: Any, threshold: Any, progress: Any = gr.Progress(track_tqdm=True)
+                  ) -> tuple[Any, Any, str, Any]:
+            """Analyse a clip: the `/video` API endpoint and the Video tab's button."""
+            try:
+                clip = clip.get("video", clip) if isinstance(clip, dict) else clip
+                if isinstance(clip, dict) and clip.get("path"):
+                    _check_in_cache(clip["path"])
+                with model_lock:
+                    return run_video(predictor, clip, threshold, _private_cache_dir(), forget)
+            except UserError as exc:
+                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
+
+        def live(frame: Any, threshold: Any, tracker: Any) -> tuple[Any, str, Any]:
+            try:
+                with model_lock:
+                    return run_live(predictor, frame, threshold, tracker)
+            except UserError as exc:
+                return None, html.escape(str(exc)), tracker
+
+        clip_btn.click(video, [clip_in, clip_threshold],
+                       [clip_out, clip_plot, clip_summary, clip_table], api_name="video",
+                       **common)
+        # Up to LIVE_STREAMS webcams stream at once (each asks for at most 10 frames a second
+        # and streams for at most LIVE_SECONDS at a time); a further one waits for a free slot.
+        cam.stream(live, [cam, live_threshold, live_state], [live_out, live_text, live_state],
+                   stream_every=0.1, time_limit=LIVE_SECONDS, api_visibility="private",
+                   concurrency_limit=LIVE_STREAMS, concurrency_id="live",
+                   show_progress="hidden")
         compare_btn.click(settle, threshold, threshold, **settled).then(
             compare, [before_in, after_in, threshold, compare_state],
             [pair_out, diff_out, compare_summary, compare_table, compare_state],

@@ -23,6 +23,7 @@ from utils.faces.detection import (
     landmark_roll,
     landmark_spread,
 )
+from utils.runtime import stage
 
 # One-euro filter settings, in units of the face: speed is measured in landmark spreads (about
 # a third of the face's width) per second, so one setting serves a small and a large face.
@@ -175,7 +176,8 @@ class FaceTracker:
         self.frame += 1
         followed = []
         for tr in self.tracks:
-            new: Face | None = follow_face(rgb, tr.face, tr.velocity)
+            with stage("track"):
+                new: Face | None = follow_face(rgb, tr.face, tr.velocity)
             ok = self._plausible(new, tr.face, rgb.shape)
             if not ok:  # moved too far to follow, or covered: look around where it was
                 new = self._find_near(rgb, tr.face)
