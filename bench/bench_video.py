@@ -11,6 +11,7 @@ after a warm-up:
 - speed: `predict_video` (what predict.py runs for a clip: decode, tracking, model, statistics,
   drawing, H.264 encoding, CSVs and plot) on each clip: analysed frames per second, detector
   passes per frame (HOG, CNN), and the seconds of each stage;
+- the app's live mode: its handler's frames per second on 640x480 webcam frames;
 - stability: the coefficient of variation (sd / mean) of the whole-face wrinkle share over each
   still clip, with smoothing and without (`--no-smooth`).
 
@@ -131,6 +132,20 @@ def main(argv: list[str] | None = None) -> int:
                           f"{summary['share_cv_mean']:.3f}", flush=True)
                     top = sorted(stages.items(), key=lambda kv: -kv[1])[:6]
                     print("    " + ", ".join(f"{s} {1000 * v:.1f} ms" for s, v in top))
+        # The app's live mode: its handler on 640x480 webcam frames of a hand-held face, one
+        # after another (the server side of the stream; the page asks for at most 10 a second).
+        from utils.demo import run_live
+
+        face = load_image(args.data / "images256x256" / f"{ids[0]}.jpg")
+        frames = make_clip([face], args.frames, face_px=220, seed=args.seed).frames
+        tracker = None
+        run_live(predictor, frames[0], predictor.threshold, None)
+        t0 = time.perf_counter()
+        for f in frames:
+            _, _, tracker = run_live(predictor, f, predictor.threshold, tracker)
+        live = len(frames) / (time.perf_counter() - t0)
+        results["live_handler_fps"] = live
+        print(f"live handler (app, 640x480 webcam frames): {live:.1f} frames/s")
     if args.out:
         write_json(args.out, results)
         print(f"figures written to {args.out}")
