@@ -166,3 +166,34 @@ def test_browser_stroke_is_saved_where_it_was_drawn(photos: Path, tmp_path: Path
     assert line["added_px"] == int(added.sum()) and line["removed_px"] == 0
     # a rerun of the page opens the second face
     assert _session(photos, out, predictor).next_item("again").photo.name == "00155.jpg"
+
+
+def test_finetune_config_trains_on_the_saved_folder(photos: Path, tmp_path: Path,
+                                                    predictor: Any) -> None:
+    """configs/finetune_small.yaml from the bundled model on annotate.py's folder as it is
+    (1024 px faces and masks, l-ids): one epoch runs and moves the weights."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from tests.conftest import REPO
+    from utils.checkpoints import load_checkpoint
+
+    out = tmp_path / "labels"
+    s = _session(photos, out, predictor)
+    for _ in range(2):
+        item = s.open(s.next_item("p"))
+        s.save(item, s.proposal(item), s.proposal(item), 1.0)
+    r = subprocess.run([sys.executable, "train.py", "--config", "configs/finetune_small.yaml",
+                        "--init", "res/cp/default_ffhq256.pth", "--image-dir",
+                        str(out / "face_images"), "--mask-dir", str(out / "manual_wrinkle_masks"),
+                        "--out-dir", str(tmp_path / "runs"), "--epochs", "1", "--no-progress"],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "initialised 110/110 tensors" in r.stdout + r.stderr
+    assert "train 2, val 0" in r.stdout + r.stderr
+    base = load_checkpoint(REPO / "res/cp/default_ffhq256.pth")["state_dict"]
+    tuned = load_checkpoint(tmp_path / "runs/finetune_small/last.pth")["state_dict"]
+    moved = [k for k in base if not torch.equal(base[k].float(), tuned[k].float())]
+    assert moved  # it learned from the two faces
