@@ -287,8 +287,8 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
     rows.sort(key=lambda r: (int(r["frame"]), int(r["face"]) if r.get("face", "") != "" else -1))
     write_text(files["frames"], csv_text(rows, frame_fields()))
     write_text(files["summary"], csv_text(summarise(rows, info.notes), SUMMARY_FIELDS))
-    plot_regions(files["regions"], rows, f"{info.path.name}: wrinkle share per region "
-                                         f"({predictor.description}, threshold {thr:g})")
+    plot_regions(files["regions"], rows, f"{info.path.name}: wrinkle share per region\n"
+                                         f"{predictor.description}, threshold {thr:g}")
     tracks = len({r["face"] for r in rows if r.get("face", "") != ""})
     for note in info.notes:
         log(f"{info.path}: {note}")
