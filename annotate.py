@@ -54,18 +54,17 @@ def main(argv: list[str] | None = None) -> int:
 
     check_output_dir(args.out)
     from utils.annotate import AnnotationSession, build_page
+    from utils.data.videos import VIDEO_EXTENSIONS, is_video
     from utils.demo import serve
     from utils.inference.batch import collect_inputs
     from utils.inference.predictor import WrinklePredictor
 
-    from utils.data.videos import VIDEO_EXTENSIONS, is_video
-
     photos, failures = collect_inputs(args.inputs, exclude=args.out)
     photos = [p for p in photos if p.suffix.lower() not in VIDEO_EXTENSIONS and not is_video(p)]
+    if not photos:
+        raise UserError("; ".join(failures) or "no photo to label among the inputs")
     for miss in failures:
         print(f"skipped {miss}")
-    if not photos:
-        raise UserError("no photo to label")
     predictor = None
     if args.start == "model":
         predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline,

@@ -94,6 +94,11 @@ def cases(s: dict[str, Path]) -> list[tuple[str, list[str], str, str]]:
                                         "-o", str(bad)], str(bad), words),
             (f"train --out-dir {name}", ["train.py", *data, "--epochs", "1", "--out-dir",
                                          str(bad)], str(bad), words),
+            (f"annotate --out {name}", ["annotate.py", photo, "-a", "ana", "-o", str(bad)],
+             str(bad), words),
+            (f"evaluate --agreement -o {name}", ["evaluate.py", "--agreement",
+                                                 str(s["masks"]), str(s["masks"]), "-o",
+                                                 str(bad)], str(bad), words),
         ]
     out += [
         ("export onto an existing file", ["export.py", ckpt, str(s["root"] / "mine.pth")],
@@ -120,6 +125,12 @@ def cases(s: dict[str, Path]) -> list[tuple[str, list[str], str, str]]:
         ("a folder as --check-images", ["export.py", ckpt, str(s["root"] / "o6.pth"),
                                         "--check-images", str(s["empty"])], str(s["empty"]),
          "is a folder"),
+        ("an empty folder to annotate", ["annotate.py", str(s["empty"]), "-a", "ana", "-o",
+                                         str(s["root"] / "o8")], str(s["empty"]),
+         "holds no image"),
+        ("a text file as a folder of masks", ["evaluate.py", "--agreement", notes,
+                                              str(s["masks"]), "-o", str(s["root"] / "o9")],
+         notes, "not a folder of masks"),
         ("a 1x1 photo to compare", ["compare.py", photo, str(s["tiny"]), "-o",
                                     str(s["root"] / "o7")], str(s["tiny"]), "too small"),
     ]
