@@ -47,6 +47,7 @@ def test_agreement_equals_independent_counts(tmp_path: Path) -> None:
     for i in ids:  # annotator A: the manual masks, shrunk to 256 as the model's outputs are
         m = resize_mask(read_mask(MASKS / f"{i}.png"), (256, 256))
         cv2.imwrite(str(a / f"{i}_mask.png"), m.astype(np.uint8) * 255)  # predict.py's names
+        cv2.imwrite(str(a / f"{i}_overlay.png"), np.zeros((256, 256, 3), np.uint8))  # ignored
     b = _no_forehead(ids, tmp_path / "bo")
     out = tmp_path / "agree"
     r = subprocess.run([sys.executable, "evaluate.py", "--agreement", str(a), str(b), "-o",
@@ -66,7 +67,7 @@ def test_agreement_equals_independent_counts(tmp_path: Path) -> None:
         per_image[i] = _f1(t, p, n)
         near_a += int((x & (cv2.dilate(y.astype(np.uint8), kernel) > 0)).sum())
         near_b += int((y & (cv2.dilate(x.astype(np.uint8), kernel) > 0)).sum())
-    assert report["images"] == len(ids)
+    assert report["images"] == len(ids) and not report["notes"]
     assert report["f1"] == pytest.approx(_f1(tp, fp, fn), abs=1e-6)
     assert report["precision"] == pytest.approx(tp / (tp + fp), abs=1e-6)
     assert report["recall"] == pytest.approx(tp / (tp + fn), abs=1e-6)

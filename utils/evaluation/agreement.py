@@ -24,16 +24,19 @@ from utils.errors import UserError
 from utils.evaluation.metrics import SegmentationMetrics
 from utils.io import csv_text, write_json, write_text
 
-MASK_SUFFIX = "_mask"  # predict.py's <name>_mask.png pairs with <name>.png of an annotator
+# predict.py's <name>_mask.png pairs with <name>.png of an annotator; in a folder that holds such
+# masks, the other pictures predict.py writes beside them (_overlay, _prob, _face<N>) are ignored
+MASK_SUFFIX = "_mask"
 
 
 def _masks(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of masks")
-    out = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            out[p.stem.removesuffix(MASK_SUFFIX)] = p
+    files = [p for p in sorted(folder.iterdir())
+             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if any(p.stem.endswith(MASK_SUFFIX) for p in files):  # predict.py's folder: its masks only
+        files = [p for p in files if p.stem.endswith(MASK_SUFFIX)]
+    out = {p.stem.removesuffix(MASK_SUFFIX): p for p in files}
     if not out:
         raise UserError(f"{folder}: holds no mask image ({', '.join(IMAGE_EXTENSIONS)})")
     return out
