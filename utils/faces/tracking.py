@@ -1,9 +1,9 @@
 """Faces through a video: stable ids from frame to frame, landmarks smoothed over time.
 
 A detector per frame is slow (HOG scans the whole frame) and its boxes jump, so a face found once
-is followed: its 68 landmarks are fitted in the next frame where they were (`follow_face`), and
-the detector runs again only every `detect_every` frames (new faces, faces gone) or when a face
-is lost. The landmarks that align each frame go through a one-euro filter: a still face's points
+is followed: its 68 landmarks are fitted in the next frame where they were, moved by a quarter of its
+last motion (`follow_face`), and the detector runs again only every `detect_every` frames (new faces,
+faces gone, and followed points that drifted are re-anchored) or when a face is lost. The landmarks that align each frame go through a one-euro filter: a still face's points
 stop trembling (the aligned frame would shake by a pixel or two and wrinkle lines with it), while
 a moving face's points follow with little lag, because the filter's cut-off rises with speed.
 """
@@ -33,6 +33,14 @@ DERIVATIVE_CUTOFF_HZ = 1.0
 DETECT_EVERY = 10  # frames between detector passes while faces are followed
 SECOND_EVERY = 30  # while no face is followed, the slow second detector runs at most this often
 MISSES = 2  # a followed face the detector misses this many passes in a row is dropped
+# A followed face is looked for where its last motion would take it, damped: a full step feeds a
+# fit's error into the next (on a dark clip a still face's points ran off by 80 px with a full
+# step, 25 px with a half; tests/test_video.py), while a walking face still gets a head start
+MOMENTUM = 0.25
+# On a detector pass, a followed face whose points lie further than this (in landmark spreads,
+# on average) from the detector's fit of the same face is re-anchored to that fit.
+REANCHOR = 0.25
+MATCH = 1.5  # a detection within this many landmark spreads of a followed face is that face
 
 
 def _alpha(dt: float, cutoff: float) -> float:
@@ -148,9 +156,12 @@ class FaceTracker:
             s = landmark_spread(tr.face.landmarks)
             best = min(unmatched, default=None,
                        key=lambda i: np.hypot(*(found[i].landmarks.mean(axis=0) - c)))
-            if best is not None and np.hypot(*(found[best].landmarks.mean(axis=0) - c)) < s:
+            if best is not None and np.hypot(*(found[best].landmarks.mean(axis=0) - c)) < MATCH * s:
                 unmatched.remove(best)
                 tr.misses = 0
+                apart = np.hypot(*(found[best].landmarks - tr.face.landmarks).T).mean()
+                if apart > REANCHOR * s:  # the followed points drifted: start again from these
+                    tr.face, tr.velocity = found[best], None
             else:
                 tr.misses += 1
         self.tracks = [tr for tr in self.tracks if tr.misses < MISSES]
@@ -176,8 +187,9 @@ class FaceTracker:
         self.frame += 1
         followed = []
         for tr in self.tracks:
+            shift = None if tr.velocity is None else MOMENTUM * tr.velocity
             with stage("track"):
-                new: Face | None = follow_face(rgb, tr.face, tr.velocity)
+                new: Face | None = follow_face(rgb, tr.face, shift)
             ok = self._plausible(new, tr.face, rgb.shape)
             if not ok:  # moved too far to follow, or covered: look around where it was
                 new = self._find_near(rgb, tr.face)
