@@ -144,17 +144,19 @@ def test_predict_py_on_a_clip_writes_rows_video_plot_and_summary(tmp_path: Path)
 
 
 def test_smoothing_steadies_a_still_face(tmp_path: Path) -> None:
-    """Faces held still in front of a camera (sensor noise, exposure flicker, compression): with
-    the landmarks smoothed, the aligned frame moves less on every clip, and the wrinkle share's
-    coefficient of variation is lower on average over the clips (bench/bench_video.py measures
-    it on more)."""
+    """Faces held still in front of a camera in steady light (sensor noise of 3 grey levels,
+    compression): with the landmarks smoothed, the aligned frame moves less and the wrinkle
+    share's coefficient of variation is lower, on every clip. (Under exposure flicker the
+    share's changes come from the picture and smoothing does not lower them: README,
+    Benchmarks, video.)"""
     from utils.inference.predictor import FoundFaces, WrinklePredictor
 
     predictor = WrinklePredictor()
     cvs: dict[bool, list[float]] = {False: [], True: []}
     for seed, face_id in enumerate(STILL):
         face = load_image(IMAGES / f"{face_id}.jpg")
-        clip = make_clip([face], 40, face_px=220, jitter_px=0, jitter_deg=0, seed=seed)
+        clip = make_clip([face], 40, face_px=220, jitter_px=0, jitter_deg=0, flicker=0,
+                         noise=3, seed=seed)
         cap = cv2.VideoCapture(str(_save(clip.frames, tmp_path / f"still{seed}.mp4")))
         frames = []
         while (got := cap.read())[0]:
@@ -171,7 +173,7 @@ def test_smoothing_steadies_a_still_face(tmp_path: Path) -> None:
             wobble[smooth] = np.std(centres, axis=0).mean()
             cvs[smooth].append(float(np.std(shares) / np.mean(shares)))
         assert wobble[True] < 0.8 * wobble[False], (face_id, wobble)
-    assert np.mean(cvs[True]) < np.mean(cvs[False]), cvs
+        assert cvs[True][-1] < cvs[False][-1], (face_id, cvs)
 
 
 def test_a_clip_without_faces_is_rows_with_notes_and_a_failure(tmp_path: Path) -> None:
