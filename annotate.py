@@ -42,8 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.port <= 65535:
         p.error("--port must be between 1 and 65535")
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        p.error("--threshold must be between 0 and 1")
     check_model_args(p, args)
     return args
 

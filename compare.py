@@ -43,8 +43,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give at least two photos (the first is the reference)")
     if args.face is not None and args.face < 0:
         p.error("--face must be 0 or more")
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        p.error("--threshold must be between 0 and 1")
     check_model_args(p, args)
     return args
 

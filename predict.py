@@ -84,8 +84,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max-frames must be at least 1")
     if args.batch_size < 1:
         p.error("--batch-size must be at least 1")
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        p.error("--threshold must be between 0 and 1")
     check_model_args(p, args)
     return args
 

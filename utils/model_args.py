@@ -21,6 +21,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors of those flags (argparse exits with the message)."""
+    """Usage errors of those flags, and of a --threshold beside them (argparse exits with the
+    message)."""
     if args.baseline and args.checkpoint:
         p.error("--baseline and --checkpoint exclude each other")
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not 0 < threshold < 1:
+        p.error("--threshold must be between 0 and 1")
