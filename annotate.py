@@ -20,7 +20,7 @@ import argparse
 import signal
 
 from utils.errors import UserError, run_cli
-from utils.model_args import add_model_args, check_model_args
+from utils.model_args import add_model_args, check_model_args, tta_choice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.start == "model":
         predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline,
                                                  device=args.device, precision=args.precision,
-                                                 backend=args.backend)
+                                                 backend=args.backend, tta=tta_choice(args))
     session = AnnotationSession(photos, args.out, args.annotator, predictor, args.start,
                                 args.threshold)
     done, total = session.progress()

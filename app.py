@@ -22,7 +22,7 @@ from utils.demo import (  # re-exported: the demo's API for notebooks and tests
     serve,
 )
 from utils.errors import run_cli
-from utils.model_args import add_model_args, check_model_args
+from utils.model_args import add_model_args, check_model_args, tta_choice
 
 __all__ = ["TABLE_HEADERS", "build_demo", "model_info", "run_prediction", "serve"]
 
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
-                                             precision=args.precision, backend=args.backend)
+                                             precision=args.precision, backend=args.backend,
+                                             tta=tta_choice(args))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can use the demo")
     # Stop on SIGTERM as on Ctrl-C, so that gradio closes and the private cache is removed.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
-from utils.model_args import add_model_args, check_model_args
+from utils.model_args import add_model_args, check_model_args, tta_choice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     photos = [(path, load_image(path)) for path in args.photos]
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
-                                             precision=args.precision, backend=args.backend)
+                                             precision=args.precision, backend=args.backend,
+                                             tta=tta_choice(args))
     comp = compare_photos(predictor, photos, args.face, threshold=args.threshold)
     files = write_outputs(comp, args.out)
     print(summary_text(comp))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
+from utils.model_args import add_tta_arg, tta_choice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-j", "--workers", type=int, default=0, help="data-loader workers")
     p.add_argument("--strict", action="store_true", help="unpaired or broken files are fatal")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tta_arg(p)
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be at least 1")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(args.checkpoint, args.out, split=args.split, image_dir=args.image_dir,
              mask_dir=args.mask_dir, threshold=args.threshold, batch_size=args.batch_size,
              device=args.device, amp=args.amp, overlays=args.overlays, workers=args.workers,
-             strict=args.strict, progress=not args.no_progress)
+             strict=args.strict, progress=not args.no_progress, tta=tta_choice(args))
     return 0
 
 

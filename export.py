@@ -8,6 +8,8 @@ precision if asked, with its recipe, split, metrics and an optional new decision
     python export.py res/cp/my-run/best.pth res/cp/my_model.safetensors
     python export.py res/cp/default_ffhq256.pth out/wrinkle.onnx
     python export.py res/cp/stage2_unet.pth out/official.xml --format openvino
+    python export.py runs/cv/my-recipe/fold*/last.pth res/cp/my_ensemble.pth --half
+    python export.py res/cp/default_ffhq256.pth out/flipped.pth --tta flip
 
 ONNX (dynamic batch, height and width; sizes multiples of 16) and OpenVINO IR (.xml + .bin) take
 any checkpoint the predictor reads, the official U-Net's included, and carry its recipe and
@@ -20,6 +22,10 @@ float32 masks of those faces are stored in the file (`fp32_reference`), so that 
 later that the shipped weights still give them (`check_reference`). With --oof-report, the
 cross-validation figures of the model's recipe (bench/cross_validate.py) are stored with it, and
 `--threshold oof` takes the threshold that was best out of fold.
+
+Several sources of one recipe (the K fold models of a cross-validation) make one ensemble: the
+file serves the average of their probabilities. --tta flip makes the file average each face with
+its mirror image. Both cost model time in proportion (bench/bench_tta.py times them).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from utils.errors import run_cli
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="a checkpoint written by train.py (best.pth or last.pth)")
+    p.add_argument("src", nargs="+",
+                   help="a checkpoint written by train.py (best.pth or last.pth); several of "
+                        "one recipe make an ensemble (.pth / .safetensors output)")
     p.add_argument("dst", help="output file (.pth, .pt, .safetensors, .onnx, or .xml for "
                                 "OpenVINO); an existing file is kept unless --overwrite")
     p.add_argument("--format", choices=["auto", "pth", "onnx", "openvino"], default="auto",
@@ -45,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="report.json of the recipe's cross-validation: its out-of-fold figures "
                         "go into the file")
     p.add_argument("--note", help="a free-text note stored in the file")
+    p.add_argument("--tta", choices=["none", "flip"],
+                   help="the test-time augmentation the file serves (default: the source's)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (default: refuse)")
     p.add_argument("--check-images", nargs="+", type=Path, metavar="IMAGE",
@@ -57,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.inference.export import export
 
-    for line in export(args.src, args.dst, args.format, args.half, args.threshold, args.note,
-                       args.oof_report, args.check_images, args.overwrite):
+    src = args.src[0] if len(args.src) == 1 else args.src
+    for line in export(src, args.dst, args.format, args.half, args.threshold, args.note,
+                       args.oof_report, args.check_images, args.overwrite, args.tta):
         print(line)
     return 0
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import UserError, run_cli
-from utils.model_args import add_model_args, check_model_args
+from utils.model_args import add_model_args, check_model_args, tta_choice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.inference.predictor import WrinklePredictor  # here, so that --help answers at once
 
     kw = {"device": args.device, "precision": args.precision, "backend": args.backend,
-          "faces": args.faces,
+          "tta": tta_choice(args), "faces": args.faces,
           "no_face": args.no_face, "face_region": args.face_region}
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     failed = 0

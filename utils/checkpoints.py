@@ -172,12 +172,109 @@ def build_model_from_recipe(recipe: dict[str, Any]) -> nn.Module:
                        bilinear=recipe["bilinear"])
 
 
+TTA_MODES = ("none", "flip")
+
+
+class Averaged(nn.Module):
+    """Several models, or one model and its mirror image, averaged: the mean wrinkle probability
+    of the members (and of each face's left-right flip, flipped back, with `flip`), returned as
+    one logit, so every caller treats it as a 1-logit model.
+
+    Faces are nearly symmetric and training flips them, so a face and its mirror are two honest
+    views whose errors differ; models trained on different faces (the K fold models) differ more.
+    Both views run as one batch and every member in one graph, so each backend (torch, ONNX,
+    OpenVINO) runs the whole average as one model.
+    """
+
+    def __init__(self, members: list[nn.Module], flip: bool = False) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.flip = flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.flip:
+            x = torch.cat([x, torch.flip(x, dims=[3])], dim=0)
+        p = None
+        for member in self.members:
+            logits = member(x).float()
+            q = (torch.sigmoid(logits[:, :1]) if logits.shape[1] == 1
+                 else torch.softmax(logits, dim=1)[:, 1:2])
+            p = q if p is None else p + q
+        p = p / len(self.members)
+        if self.flip:
+            p = (p[:n] + torch.flip(p[n:], dims=[3])) * 0.5
+        p = p.clamp(1e-6, 1.0 - 1e-6)
+        return torch.log(p) - torch.log1p(-p)
+
+
+def with_tta(model: nn.Module, tta: str | None) -> nn.Module:
+    """The model as served with test-time augmentation `tta` ("none" or "flip"); an ensemble
+    keeps its members and only changes its flip."""
+    if tta not in (None, *TTA_MODES):
+        raise UserError(f"unknown test-time augmentation {tta!r}; known: {', '.join(TTA_MODES)}")
+    flip = tta == "flip"
+    if isinstance(model, Averaged):
+        if len(model.members) == 1 and not flip:
+            return model.members[0]
+        model.flip = flip
+        return model
+    return Averaged([model], flip=True) if flip else model
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """Build the checkpoint's model and load its weights strictly, in eval mode."""
-    model = build_model_from_recipe(ckpt["model"])
-    try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"{source}: weights do not fit the model recipe {ckpt['model']} "
-                        f"({str(exc).splitlines()[0]})") from None
-    return model.eval()
+    """Build the checkpoint's model and load its weights strictly, in eval mode.
+
+    The model recipe may name an ensemble ("members": K, weights under "members.<i>.") and a
+    test-time augmentation ("tta": "flip"); both are served as one Averaged model.
+    """
+    recipe = ckpt["model"]
+    k = int(recipe.get("members", 1))
+    sd = ckpt["state_dict"]
+    parts = ([sd] if k == 1 else
+             [{key[len(f"members.{i}."):]: v for key, v in sd.items()
+               if key.startswith(f"members.{i}.")} for i in range(k)])
+    models = []
+    for part in parts:
+        model = build_model_from_recipe(recipe)
+        try:
+            model.load_state_dict(part, strict=True)
+        except RuntimeError as exc:
+            raise UserError(f"{source}: weights do not fit the model recipe {recipe} "
+                            f"({str(exc).splitlines()[0]})") from None
+        models.append(model.eval())
+    model = models[0] if k == 1 else Averaged(models)
+    return with_tta(model, recipe.get("tta")).eval()
+
+
+def _serving(recipe: dict[str, Any]) -> dict[str, Any]:
+    """What of a recipe changes what a model is fed or returns (not how its masks were made)."""
+    return {k: v for k, v in recipe.items() if k != "mask_rule"}
+
+
+def ensemble_checkpoint(ckpts: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+    """One checkpoint that serves the average of several models of one recipe (e.g. the K fold
+    models of a cross-validation): the first one's recipe and metadata, every one's weights."""
+    first = ckpts[0]
+    for c, src in zip(ckpts[1:], sources[1:], strict=True):
+        for key in ("model", "preprocess"):
+            if _serving(c[key]) != _serving(first[key]):
+                raise UserError(f"{src}: its {key} recipe differs from {sources[0]}'s; an "
+                                "ensemble needs models of one recipe")
+        if int(c["model"].get("members", 1)) != 1:
+            raise UserError(f"{src}: already an ensemble")
+    # The first member's figures (metrics, out-of-fold report, reference masks) are not the
+    # ensemble's: they go.
+    out = {k: v for k, v in first.items()
+           if k not in ("metrics", "out_of_fold", "fp32_reference", "best_score", "note")}
+    out["model"] = dict(first["model"], members=len(ckpts))
+    out["state_dict"] = {f"members.{i}.{k}": v for i, c in enumerate(ckpts)
+                         for k, v in c["state_dict"].items()}
+    splits = [c.get("split") or {} for c in ckpts]
+    trained = set().union(*(s.get("train", []) for s in splits))
+    # A face is held out from the ensemble only when no member trained on it.
+    held = {key: sorted(set.intersection(*(set(s.get(key, [])) for s in splits)) - trained)
+            for key in ("val", "test")}
+    out["split"] = {"train": sorted(trained), **held, "members": splits}
+    out["ensemble_of"] = list(sources)
+    return out

@@ -1,5 +1,5 @@
 """The model flags every user-facing script shares (-m/--checkpoint, --baseline, --device,
---precision, --backend), in one place; light to import, so that --help answers at once."""
+--precision, --backend, --tta), in one place; light to import, so that --help answers at once."""
 
 from __future__ import annotations
 
@@ -18,6 +18,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
                    help="auto: OpenVINO on a CPU where it is installed, else torch (CUDA "
                         "included); a .onnx or .xml model always runs on OpenVINO")
+    add_tta_arg(p)
+
+
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    """--tta: the test-time augmentation, as the checkpoint names it or overridden."""
+    p.add_argument("--tta", default="auto", choices=["auto", "none", "flip"],
+                   help="test-time augmentation: flip averages each face with its mirror image "
+                        "(twice the model time); auto: what the checkpoint names (none unless "
+                        "it was exported with --tta)")
+
+
+def tta_choice(args: argparse.Namespace) -> str | None:
+    """The predictor's tta argument for --tta (None: the checkpoint's own)."""
+    return None if args.tta == "auto" else args.tta
 
 
 def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from utils.checkpoints import load_checkpoint, model_from_checkpoint
+from utils.checkpoints import load_checkpoint, model_from_checkpoint, with_tta
 from utils.data.dataset import WrinkleDataset, normalize_input
 from utils.data.masks import MASK_RULE, RESIZE_RULE
 from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
@@ -53,9 +53,10 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
              image_dir: str | None = None, mask_dir: str | None = None,
              threshold: float | None = None, batch_size: int = 8, device: str = "auto",
              amp: str = "auto", overlays: int = 4, workers: int = 0, strict: bool = False,
-             progress: bool = True, log: Any = print) -> dict[str, Any]:
+             progress: bool = True, log: Any = print, tta: str | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint (None: the texture-map baseline) on a split; write the reports to
-    `out`; return metrics.json's dict."""
+    `out`; return metrics.json's dict. tta: "none" or "flip" instead of the checkpoint's own
+    test-time augmentation."""
     if checkpoint is None:
         from utils.inference.loading import BASELINE_RECIPE, BASELINE_THRESHOLD, TextureBaseline
 
@@ -88,7 +89,9 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
 
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
-    model = (TextureBaseline() if checkpoint is None
+    if tta is not None and checkpoint is not None:
+        ckpt["model"] = dict(ckpt["model"], tta=tta)
+    model = (with_tta(TextureBaseline(), tta) if checkpoint is None
              else model_from_checkpoint(ckpt, str(checkpoint))).to(dev)
     model.to(memory_format=torch.channels_last)
     dataset = WrinkleDataset(pairs, recipe)

@@ -56,26 +56,43 @@ def out_of_fold_summary(report_path: str | Path, threshold: float | None) -> dic
             "fold_f1": rep["folds"]["f1"]}
 
 
-def fp32_masks(checkpoint: str | Path, images: list[Path], threshold: float | None = None
-               ) -> list[np.ndarray]:
-    """Masks of a checkpoint in plain float32 torch inference on aligned faces (as trained)."""
+def fp32_masks(checkpoint: str | Path | dict, images: list[Path],
+               threshold: float | None = None) -> list[np.ndarray]:
+    """Masks of a checkpoint (a file, or a checkpoint dict of float32 weights) in plain float32
+    torch inference on aligned faces (as trained)."""
+    import tempfile
+
+    from utils.checkpoints import save_checkpoint
     from utils.data.images import load_image
     from utils.inference.predictor import WrinklePredictor
 
-    pred = WrinklePredictor(checkpoint, precision="fp32", face_region="none", backend="torch")
-    return [pred.predict_aligned(load_image(p), threshold).mask for p in images]
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(checkpoint, dict):  # the predictor loads files: this one lives a moment
+            path = Path(tmp) / "reference.pth"
+            save_checkpoint(path, checkpoint)
+            checkpoint = path
+        pred = WrinklePredictor(checkpoint, precision="fp32", face_region="none",
+                                backend="torch")
+        return [pred.predict_aligned(load_image(p), threshold).mask for p in images]
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
+def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, half: bool = False,
                       threshold: float | None = None, note: str | None = None,
                       oof_report: str | Path | None = None, threshold_from_oof: bool = False,
-                      reference_images: list[Path] | None = None) -> dict:
-    """Write the slimmed checkpoint; return it."""
+                      reference_images: list[Path] | None = None,
+                      tta: str | None = None) -> dict:
+    """Write the slimmed checkpoint; return it. Several sources make one ensemble checkpoint
+    (their probabilities averaged); tta "none" or "flip" sets the test-time augmentation it
+    serves."""
     import torch
 
-    from utils.checkpoints import load_checkpoint, save_checkpoint
+    from utils.checkpoints import ensemble_checkpoint, load_checkpoint, save_checkpoint
 
-    ckpt = load_checkpoint(src)
+    sources = [str(s) for s in src] if isinstance(src, list) else [str(src)]
+    ckpts = [load_checkpoint(s) for s in sources]
+    ckpt = ckpts[0] if len(ckpts) == 1 else ensemble_checkpoint(ckpts, sources)
+    if tta is not None:
+        ckpt["model"] = dict(ckpt["model"], tta=tta)
     if threshold_from_oof and oof_report is None:
         raise UserError("--threshold oof needs --oof-report")
     if oof_report is not None:
@@ -96,12 +113,13 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
         out["out_of_fold"] = oof
     if reference_images:
         thr = float(out.get("threshold", 0.5))
-        masks = fp32_masks(src, reference_images, thr)
+        masks = fp32_masks(ckpt | {k: out[k] for k in ("model", "threshold")}, reference_images,
+                           thr)
         out["fp32_reference"] = {
             "images": [p.name for p in reference_images], "threshold": thr,
             "shapes": [list(m.shape) for m in masks],
             "masks": [torch.from_numpy(np.packbits(m.astype(bool).ravel())) for m in masks]}
-    out["exported_from"] = str(src)
+    out["exported_from"] = sources[0] if len(sources) == 1 else sources
     if note:
         out["note"] = note
     dst = Path(dst)
@@ -114,14 +132,18 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = False,
     return out
 
 
-def export_deployable(src: str | Path, dst: str | Path, fmt: str) -> Path:
-    """Write any loadable checkpoint as ONNX or OpenVINO IR, recipe included."""
+def export_deployable(src: str | Path, dst: str | Path, fmt: str, tta: str | None = None
+                      ) -> Path:
+    """Write any loadable checkpoint as ONNX or OpenVINO IR, recipe (and tta) included."""
+    from utils.checkpoints import with_tta
     from utils.inference.backends import export_onnx, export_openvino
     from utils.inference.loading import load_any_checkpoint
 
     loaded = load_any_checkpoint(src)
     if loaded.model is None or loaded.kind == "texture_baseline":
         raise UserError(f"{src}: nothing to export")
+    if tta is not None:
+        loaded.model = with_tta(loaded.model, tta)
     return export_onnx(loaded, dst) if fmt == "onnx" else export_openvino(loaded, dst)
 
 
@@ -154,13 +176,15 @@ def check_reference(checkpoint: str | Path, images: str | Path | list[Path],
     return out
 
 
-def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
+def mask_agreement(a: str | Path, b: str | Path, images: list[Path], tta: str | None = None
+                   ) -> float:
     """Smallest per-image share of equal mask pixels between two checkpoints (fp32 inference,
-    both at the first one's threshold: this checks the weights, not a changed threshold)."""
+    both at the first one's threshold: this checks the weights, not a changed threshold; `tta`:
+    the first one's test-time augmentation, when the second was exported with another)."""
     from utils.data.images import load_image
     from utils.inference.predictor import WrinklePredictor
 
-    pa = WrinklePredictor(a, precision="fp32", face_region="none", backend="torch")
+    pa = WrinklePredictor(a, precision="fp32", face_region="none", backend="torch", tta=tta)
     pb = WrinklePredictor(b, precision="fp32", face_region="none", backend="auto")
     worst = 1.0
     for path in images:  # aligned faces: the model on the image itself, as it was trained
@@ -170,12 +194,14 @@ def mask_agreement(a: str | Path, b: str | Path, images: list[Path]) -> float:
     return worst
 
 
-def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = False,
-           threshold: str | None = None, note: str | None = None,
+def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto",
+           half: bool = False, threshold: str | None = None, note: str | None = None,
            oof_report: str | Path | None = None,
-           check_images: list[Path] | None = None, overwrite: bool = False) -> list[str]:
+           check_images: list[Path] | None = None, overwrite: bool = False,
+           tta: str | None = None) -> list[str]:
     """Export `src` to `dst` after checking every argument; returns the lines to show the user.
 
+    src: one checkpoint, or several of one recipe: an ensemble (.pth / .safetensors only).
     threshold: a number as text, "oof" (the best of `oof_report`) or None (keep the source's).
     Only formats the predictor loads are written; an existing file is replaced only with
     `overwrite`. With check_images the export is removed again when its masks disagree with the
@@ -195,11 +221,15 @@ def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = Fal
                             f"(give its images, e.g. {img}/*.jpg)")
         if not img.is_file():
             raise UserError(f"{img}: --check-images file not found")
-    if not Path(src).is_file():
-        raise UserError(f"{src}: " + ("a folder, not a checkpoint file" if Path(src).is_dir()
-                                      else "checkpoint not found"))
-    if Path(dst).resolve() == Path(src).resolve():
-        raise UserError(f"{dst}: the output would overwrite the input")
+    sources = [Path(s) for s in src] if isinstance(src, list) else [Path(src)]
+    for s in sources:
+        if not s.is_file():
+            raise UserError(f"{s}: " + ("a folder, not a checkpoint file" if s.is_dir()
+                                        else "checkpoint not found"))
+        if Path(dst).resolve() == s.resolve():
+            raise UserError(f"{dst}: the output would overwrite the input")
+    if len(set(map(Path.resolve, sources))) < len(sources):
+        raise UserError("an ensemble needs different checkpoints; one was given twice")
     suffix = Path(dst).suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"{dst}: {suffix or 'no suffix'} is not a model format the predictor "
@@ -213,12 +243,16 @@ def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = Fal
     if suffix == ".xml":
         check_output_file(Path(dst).with_suffix(".bin"), overwrite, "the output's .bin")
     if fmt == "pth":
-        export_checkpoint(src, dst, half, thr, note, oof_report, from_oof, check_images)
+        export_checkpoint([str(s) for s in sources], dst, half, thr, note, oof_report, from_oof,
+                          check_images, tta)
     else:
         if half or threshold is not None or note or oof_report:
             raise UserError("--half, --threshold, --oof-report and --note apply to "
                             ".pth/.safetensors exports")
-        export_deployable(src, dst, fmt)
+        if len(sources) > 1:
+            raise UserError("an ensemble is written as .pth or .safetensors first; export that "
+                            "file to ONNX or OpenVINO")
+        export_deployable(sources[0], dst, fmt, tta)
     size = sum(f.stat().st_size for f in (Path(dst), Path(dst).with_suffix(".bin"))
                if f.is_file() and (f == Path(dst) or suffix == ".xml")) / 1e6
     lines = [f"written {dst} ({size:.1f} MB)"]
@@ -226,8 +260,9 @@ def export(src: str | Path, dst: str | Path, fmt: str = "auto", half: bool = Fal
         if fmt == "pth":  # the source's float32 masks are stored in the file: compare with them
             agree = min(check_reference(dst, check_images, backend="auto").values())
         else:
-            agree = mask_agreement(src, dst, check_images)
-        lines.append(f"mask agreement with {src}: {100 * agree:.3f} % (worst image)")
+            agree = mask_agreement(sources[0], dst, check_images, tta)
+        what = sources[0] if len(sources) == 1 else f"the {len(sources)} sources"
+        lines.append(f"mask agreement with {what}: {100 * agree:.3f} % (worst image)")
         if agree < 0.995:
             Path(dst).unlink()
             raise UserError(f"masks agree on only {100 * agree:.2f} % of pixels; export removed")

@@ -166,7 +166,16 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
     name = f"{path.stem} ({m['name']}, width {m['base_channels']}, {size} px{f1})"
     split = ckpt.get("split") or {}
     arch = "U-Net" if m["name"] == "unet" else m["name"]
-    about = f"a {arch} (width {m['base_channels']}) that works on {size} px aligned faces"
+    members = int(m.get("members", 1))
+    if members > 1:
+        name = name.replace(f"({m['name']},", f"({members} x {m['name']},", 1)
+        about = (f"the average of {members} {arch}s (width {m['base_channels']}) that work on "
+                 f"{size} px aligned faces")
+    else:
+        about = f"a {arch} (width {m['base_channels']}) that works on {size} px aligned faces"
+    if m.get("tta") == "flip":
+        name = name.replace(" px", " px, flip-averaged", 1)
+        about += ", each face averaged with its mirror image"
     if split.get("train"):
         about += (f", trained on {len(split['train'])} FFHQ faces with hand-drawn wrinkle "
                   "masks")

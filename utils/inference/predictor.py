@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.checkpoints import with_tta
 from utils.data.dataset import to_input
 from utils.data.images import resize_image
 from utils.errors import UserError
@@ -133,13 +134,15 @@ class WrinklePredictor:
     were an aligned face ("whole"). face_region: "auto" (BiSeNet when res/cp/79999_iter.pth is
     there, else the landmark region) or "none" (the whole aligned frame). backend: "auto"
     (OpenVINO on a CPU where it is installed, else torch), "torch" or "openvino"; an exported
-    .onnx / .xml file always runs on OpenVINO (utils/inference/backends.py).
+    .onnx / .xml file always runs on OpenVINO (utils/inference/backends.py). tta: None serves
+    the test-time augmentation the checkpoint names, "none" or "flip" (a face averaged with its
+    mirror image, utils.checkpoints.Averaged) override it.
     """
 
     def __init__(self, checkpoint: str | Path | None = None, *, baseline: bool = False,
                  device: str = "auto", precision: str = "auto", max_side: int = 4096,
                  faces: str = "all", no_face: str = "skip", face_region: str = "auto",
-                 parser: Any = None, backend: str = "auto") -> None:
+                 parser: Any = None, backend: str = "auto", tta: str | None = None) -> None:
         if faces not in ("all", "largest") or no_face not in ("skip", "whole") or \
                 face_region not in ("auto", "none"):
             raise ValueError(f"bad faces/no_face/face_region option: {faces!r}, {no_face!r}, "
@@ -170,6 +173,11 @@ class WrinklePredictor:
                                     "baseline")
             self.loaded = (load_exported(checkpoint, self.dtype == torch.bfloat16) if exported
                            else load_any_checkpoint(checkpoint))
+        if tta is not None:
+            if exported:
+                raise UserError(f"{checkpoint}: an exported model keeps the test-time "
+                                "augmentation it was exported with")
+            self.loaded.model = with_tta(self.loaded.model, tta)
         self.checkpoint = checkpoint
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
@@ -182,7 +190,8 @@ class WrinklePredictor:
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = to_openvino(model, int(self.loaded.recipe.get("in_channels", 3)),
                                             self.dtype == torch.bfloat16,
-                                            cache_key=file_key(checkpoint))
+                                            cache_key=(*file_key(checkpoint),
+                                                       type(model).__name__))
         elif self.backend == "torch":
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)

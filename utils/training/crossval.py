@@ -148,9 +148,12 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
 
 @torch.no_grad()
 def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out: Path,
-                     progress: bool = False) -> None:
-    """Probabilities of a fold model on its held-out faces, with their masks, as one .npz file."""
+                     progress: bool = False, tta: str | None = None) -> None:
+    """Probabilities of a fold model on its held-out faces, with their masks, as one .npz file
+    (tta: a test-time augmentation instead of the checkpoint's own, utils.checkpoints.with_tta)."""
     ckpt = load_checkpoint(checkpoint)
+    if tta is not None:
+        ckpt["model"] = dict(ckpt["model"], tta=tta)
     device = resolve_device(cfg["train"]["device"])
     model = model_from_checkpoint(ckpt, str(checkpoint)).to(device)
     model.to(memory_format=torch.channels_last)
@@ -193,9 +196,10 @@ def next_batch(pending: list[int], running: int, jobs: int, cores: int,
     return batch, threads or n
 
 
-def read_oof(folder: str | Path, k: int) -> dict[str, np.ndarray]:
-    """One fold's held-out predictions (ids, float16 probabilities, bool masks)."""
-    path = Path(folder) / f"fold{k}" / "oof.npz"
+def read_oof(folder: str | Path, k: int, name: str = "oof") -> dict[str, np.ndarray]:
+    """One fold's held-out predictions (ids, float16 probabilities, bool masks); `name` picks a
+    variant written beside them (oof_flip: with test-time flips, bench/bench_tta.py)."""
+    path = Path(folder) / f"fold{k}" / f"{name}.npz"
     if not path.exists():
         raise UserError(f"{path}: fold {k} has no held-out predictions yet; run its training first")
     with np.load(path) as z:

@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Averaged predictions, out of fold and on the clock: test-time flips and model ensembles.
+
+Out of fold (--cv): every fold model of a finished cross-validation folder predicts the faces it
+held out as trained (fold<k>/oof.npz, from cross_validate.py) and averaged with each face's
+left-right flip (fold<k>/oof_flip.npz, written here once). With two or more folders of one recipe
+made with different --fold-seed values, each face is also predicted by the average of the models
+that held it out, one per folder: an ensemble judged on faces none of its members saw (members
+trained on 80 % of the faces; the K-fold ensemble served would hold K such models). Figures are
+pooled as cross_validate.py pools them: F1 at each candidate threshold, each fold's F1 at
+--threshold, and paired differences with their spread.
+
+On the clock (--time): a whole app request on a real 256 px face (face finding, landmarks,
+alignment, face region, model, paste-back, overlay, heatmap, table) and the model alone on the
+aligned face (its probabilities, nothing else), on the default backend, for one model, one model
+with flips, an ensemble of --members models (one checkpoint's weights, each copy nudged by noise:
+the time does not depend on the weights, and identical members could be merged by a compiler)
+and that ensemble with flips. Run it on a quiet machine.
+
+    python bench/bench_averaging.py --cv runs/cv/v3_e40 --out runs/bench_averaging.json
+    python bench/bench_averaging.py --cv runs/cv/v3 runs/cv/v3_seed1 --out runs/bench_ens.json
+    python bench/bench_averaging.py --time --out runs/bench_averaging_time.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from utils.config import load_config  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.io import write_json  # noqa: E402
+from utils.runtime import machine_facts  # noqa: E402
+from utils.training.crossval import THRESHOLDS, pooled_f1, predict_held_out, read_oof  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cv", type=Path, nargs="+", default=[],
+                   help="finished cross-validation folders of one recipe (several: one per "
+                        "fold seed)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="threshold of the per-fold figures (default 0.5, as cross_validate.py)")
+    p.add_argument("--time", action="store_true", help="time app requests and the model alone")
+    p.add_argument("--checkpoint", type=Path,
+                   help="the model to time (default: the bundled one)")
+    p.add_argument("--members", type=int, default=5, help="ensemble size to time (default 5)")
+    p.add_argument("--repeats", type=int, default=15, help="timed requests per setting (median)")
+    p.add_argument("--out", type=Path, help="JSON file for the figures")
+    args = p.parse_args(argv)
+    if not args.cv and not args.time:
+        p.error("give --cv FOLDER(S), --time, or both")
+    if not 0 < args.threshold < 1:
+        p.error("--threshold must be between 0 and 1")
+    if args.members < 2:
+        p.error("--members must be at least 2")
+    return args
+
+
+def _folds(folder: Path) -> list[list[str]]:
+    path = folder / "folds.json"
+    if not path.is_file():
+        raise UserError(f"{folder}: not a cross-validation folder (no folds.json)")
+    return json.loads(path.read_text(encoding="utf-8"))["folds"]
+
+
+def flip_predictions(folder: Path, log=print) -> int:
+    """Write fold<k>/oof_flip.npz for every fold that lacks it; return the number of folds."""
+    folds = _folds(folder)
+    for k, ids in enumerate(folds):
+        run = folder / f"fold{k}"
+        out = run / "oof_flip.npz"
+        if out.exists():
+            continue
+        if not (run / "last.pth").exists() or not (run / "oof.npz").exists():
+            raise UserError(f"{run}: fold {k} is not finished (no last.pth / oof.npz)")
+        predict_held_out(run / "last.pth", load_config(run / "config.yaml"), list(ids), out,
+                         tta="flip")
+        log(f"fold {k}: flip-averaged held-out predictions in {out}")
+    return len(folds)
+
+
+def _figures(parts: list[dict[str, np.ndarray]], threshold: float) -> dict:
+    f1s = pooled_f1(parts, THRESHOLDS)
+    best = int(np.argmax(f1s))
+    return {"pooled_f1": dict(zip(map(str, THRESHOLDS), f1s, strict=True)),
+            "at_threshold": pooled_f1(parts, [threshold])[0],
+            "best_threshold": THRESHOLDS[best], "best_f1": f1s[best],
+            "fold_f1": [pooled_f1([p], [threshold])[0] for p in parts]}
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    diff = [y - x for x, y in zip(a, b, strict=True)]
+    return {"mean": statistics.fmean(diff), "sd": statistics.stdev(diff) if len(diff) > 1
+            else 0.0, "per_fold": diff}
+
+
+def flip_report(folder: Path, threshold: float) -> dict:
+    """Plain against flip-averaged held-out predictions of one cross-validation folder."""
+    k = flip_predictions(folder)
+    out = {name: _figures([read_oof(folder, i, name) for i in range(k)], threshold)
+           for name in ("oof", "oof_flip")}
+    out["flip_minus_plain"] = _paired(out["oof"]["fold_f1"], out["oof_flip"]["fold_f1"])
+    return out
+
+
+def _by_face(folder: Path, k: int, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    faces = {}
+    for i in range(k):
+        part = read_oof(folder, i, name)
+        for j, face in enumerate(part["ids"]):
+            faces[str(face)] = (part["probs"][j], part["masks"][j])
+    return faces
+
+
+def ensemble_report(folders: list[Path], threshold: float, name: str = "oof") -> dict:
+    """Each face averaged over the models (one per folder) that held it out, against each
+    folder's single models, grouped by the first folder's folds for the per-fold figures."""
+    ks = [len(_folds(f)) for f in folders]
+    faces = [_by_face(f, k, name) for f, k in zip(folders, ks, strict=True)]
+    if any(set(f) != set(faces[0]) for f in faces[1:]):
+        raise UserError("the folders hold out different faces: give folders of one data set")
+    seeds = [json.loads((f / "folds.json").read_text(encoding="utf-8"))["seed"] for f in folders]
+    if len(set(seeds)) < len(seeds):
+        raise UserError(f"fold seeds {seeds}: each folder needs its own --fold-seed, or the "
+                        "members share their held-out faces and training faces alike")
+    groups = _folds(folders[0])
+
+    def parts(pick) -> list[dict[str, np.ndarray]]:
+        return [{"ids": np.array(g), "probs": np.stack([pick(i) for i in g]),
+                 "masks": np.stack([faces[0][i][1] for i in g])} for g in groups]
+
+    singles = [_figures(parts(lambda i, f=f: f[i][0]), threshold) for f in faces]
+    mean = parts(lambda i: np.mean([f[i][0].astype(np.float32) for f in faces], axis=0))
+    ens = _figures(mean, threshold)
+    single_mean = [statistics.fmean(vals) for vals in zip(*(s["fold_f1"] for s in singles),
+                                                          strict=True)]
+    return {"folders": [str(f) for f in folders], "fold_seeds": seeds, "predictions": name,
+            "single": singles, "ensemble": ens,
+            "ensemble_minus_single_mean": _paired(single_mean, ens["fold_f1"])}
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm-up: compilation, caches
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def timing(checkpoint: Path, members: int, repeats: int) -> dict:
+    """Seconds per app request and of the model alone for one model, flips, an ensemble, both."""
+    import torch
+
+    from utils.checkpoints import load_checkpoint, save_checkpoint
+    from utils.data.images import load_image
+    from utils.demo import run_prediction
+    from utils.inference.export import export_checkpoint
+    from utils.inference.predictor import WrinklePredictor
+
+    image = load_image(sorted((DATA / "images256x256").glob("*.jpg"))[0]) \
+        if (DATA / "images256x256").is_dir() else load_image(REPO / "examples" / "00541.jpg")
+    out = {}
+    whole = np.ones(image.shape[:2], bool)
+    base = load_checkpoint(checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = []
+        for i in range(members):  # distinct weights: a compiler may merge identical members
+            copies.append(Path(tmp) / f"member{i}.pth")
+            gen = torch.Generator().manual_seed(i)
+            save_checkpoint(copies[-1], base | {"state_dict": {
+                k: v + 1e-4 * torch.randn(v.shape, generator=gen) if v.is_floating_point()
+                else v for k, v in base["state_dict"].items()}})
+        ensemble = Path(tmp) / "ensemble.pth"
+        export_checkpoint([str(c) for c in copies], ensemble)
+        for label, path, tta in (("one model", checkpoint, "none"),
+                                 ("one model, flips", checkpoint, "flip"),
+                                 (f"{members} models", ensemble, "none"),
+                                 (f"{members} models, flips", ensemble, "flip")):
+            pred = WrinklePredictor(path, tta=tta)
+            request = _timed(lambda p=pred: run_prediction(p, image, p.threshold), repeats)
+            model = _timed(lambda p=pred: p._probabilities([image], [whole]), repeats)
+            out[label] = {"app_request_s": round(request, 4), "model_s": round(model, 4),
+                          "backend": pred.backend}
+            print(f"{label:22s} app request {request:.3f} s   model alone {model:.3f} s "
+                  f"({pred.backend})", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result: dict = {"threshold": args.threshold}
+    for folder in args.cv:
+        rep = flip_report(folder, args.threshold)
+        result.setdefault("flips", {})[str(folder)] = rep
+        for name in ("oof", "oof_flip"):
+            r = rep[name]
+            print(f"{folder} {name:9s} pooled F1 {r['at_threshold']:.4f} at {args.threshold}, "
+                  f"best {r['best_f1']:.4f} at {r['best_threshold']}; folds "
+                  + " ".join(f"{f:.3f}" for f in r["fold_f1"]))
+        d = rep["flip_minus_plain"]
+        print(f"{folder} flip - plain, per fold: {d['mean']:+.4f} +- {d['sd']:.4f}")
+    if len(args.cv) > 1:
+        for name in ("oof", "oof_flip"):
+            rep = ensemble_report(args.cv, args.threshold, name)
+            result.setdefault("ensembles", {})[name] = rep
+            e, d = rep["ensemble"], rep["ensemble_minus_single_mean"]
+            print(f"ensemble of {len(args.cv)} ({name}): pooled F1 {e['at_threshold']:.4f} at "
+                  f"{args.threshold}, best {e['best_f1']:.4f} at {e['best_threshold']}; "
+                  f"against the single models' mean, per fold {d['mean']:+.4f} +- {d['sd']:.4f}")
+    if args.time:
+        checkpoint = args.checkpoint or REPO / "res" / "cp" / "default_ffhq256.pth"
+        if not checkpoint.is_file():
+            raise UserError(f"{checkpoint}: checkpoint not found")
+        result["timing"] = timing(checkpoint, args.members, args.repeats)
+    if args.out:
+        write_json(args.out, result | {"machine": machine_facts()})
+        print(f"figures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,130 @@
+"""Averaged predictions: test-time flips and ensembles of fold models, as served and as judged
+out of fold (bench/bench_averaging.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import IMAGES, needs_data, tiny_config
+from utils.data.images import load_image, resize_image
+from utils.errors import UserError
+from utils.inference.predictor import WrinklePredictor
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+pytestmark = needs_data
+
+
+def _probs(pred: WrinklePredictor, face: np.ndarray) -> np.ndarray:
+    return pred._probabilities([face], [np.ones(face.shape[:2], bool)])[0]
+
+
+def test_flips_make_the_bundled_model_see_a_mirrored_face_as_the_face():
+    face = load_image(IMAGES / "00015.jpg")
+    mirror = np.ascontiguousarray(face[:, ::-1])
+    plain = WrinklePredictor(face_region="none", backend="torch", precision="fp32", tta="none")
+    flip = WrinklePredictor(face_region="none", backend="torch", precision="fp32", tta="flip")
+    # One model alone is not mirror-symmetric (so the check below can fail) ...
+    assert np.abs(_probs(plain, mirror)[:, ::-1] - _probs(plain, face)).max() > 0.05
+    # ... the flip average is, and it is the mean of the two views.
+    both = _probs(flip, face)
+    assert np.abs(_probs(flip, mirror)[:, ::-1] - both).max() < 1e-4
+    want = (_probs(plain, face) + _probs(plain, mirror)[:, ::-1]) / 2
+    assert np.abs(both - np.clip(want, 1e-6, 1 - 1e-6)).max() < 1e-4
+    # OpenVINO runs the same average in one graph
+    ov = WrinklePredictor(face_region="none", backend="openvino", precision="fp32", tta="flip")
+    assert np.abs(_probs(ov, face) - both).max() < 1e-3
+
+
+def _cv(small_data, out: Path, seed: int) -> Path:
+    from utils.training.crossval import labelled_ids, load_or_make_folds, run_fold
+
+    cfg = tiny_config(*small_data, out / "unused", epochs=3, lr=0.01)
+    folds = load_or_make_folds(out, labelled_ids(cfg, log=lambda s: None), 2, seed)
+    for k in range(2):
+        run_fold(cfg, out, k, folds, progress=False, log=lambda s: None)
+    return out
+
+
+def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
+    from bench_averaging import ensemble_report, flip_report
+
+    from export import main as export_main
+    from utils.training.crossval import read_oof
+
+    a, b = _cv(small_data, tmp_path / "cv0", 0), _cv(small_data, tmp_path / "cv1", 1)
+    rep = flip_report(a, 0.5)
+    # the stored flip-averaged predictions are the fold model's two views, averaged
+    part, flipped = read_oof(a, 1), read_oof(a, 1, "oof_flip")
+    assert list(part["ids"]) == list(flipped["ids"])
+    model = WrinklePredictor(a / "fold1" / "last.pth", face_region="none", backend="torch",
+                             precision="fp32", tta="none")
+    face = resize_image(load_image(small_data[0] / f"{part['ids'][0]}.jpg"), (64, 64))
+    small = _probs(model, face)  # at the model's 64 px, resized as the data set resizes
+    mirror = _probs(model, np.ascontiguousarray(face[:, ::-1]))[:, ::-1]
+    assert np.abs(flipped["probs"][0].astype(np.float32) - (small + mirror) / 2).max() < 2e-3
+    assert np.abs(part["probs"][0].astype(np.float32) - small).max() < 2e-3
+    assert rep["flip_minus_plain"]["per_fold"] == pytest.approx(
+        [f - p for p, f in zip(rep["oof"]["fold_f1"], rep["oof_flip"]["fold_f1"], strict=True)])
+
+    # every face averaged over the two models that held it out, one per fold seed
+    ens = ensemble_report([a, b], 0.5)
+    faces = {}
+    for folder in (a, b):
+        for k in range(2):
+            p = read_oof(folder, k)
+            for i, face_id in enumerate(p["ids"]):
+                faces.setdefault(str(face_id), []).append((p["probs"][i].astype(np.float32),
+                                                           p["masks"][i]))
+    assert all(len(v) == 2 for v in faces.values()) and len(faces) == 16
+    probs = np.stack([(v[0][0] + v[1][0]) / 2 for v in faces.values()])
+    truth = np.stack([v[0][1] for v in faces.values()])
+    pred = probs > 0.5
+    assert ens["ensemble"]["at_threshold"] == pytest.approx(
+        2 * (pred & truth).sum() / (pred.sum() + truth.sum()), abs=1e-6)
+    assert ens["ensemble"]["at_threshold"] > 0.01  # models that learned something
+    with pytest.raises(UserError, match="own --fold-seed"):
+        ensemble_report([a, a], 0.5)
+
+    # the fold models exported as one file serve the average of their probabilities
+    members = [a / "fold0" / "last.pth", a / "fold1" / "last.pth"]
+    dst = tmp_path / "ensemble.pth"
+    assert export_main([*map(str, members), str(dst), "--tta", "flip"]) == 0
+    served = WrinklePredictor(dst, face_region="none", backend="torch", precision="fp32")
+    assert "2 x unet" in served.description and "flip-averaged" in served.description
+    singles = [WrinklePredictor(m, face_region="none", backend="torch", precision="fp32",
+                                tta="flip") for m in members]
+    want = np.mean([_probs(s, face) for s in singles], axis=0)
+    assert np.abs(_probs(served, face) - want).max() < 1e-4
+    with pytest.raises(UserError, match="written as .pth or .safetensors first"):
+        export_main([*map(str, members), str(tmp_path / "e.onnx")])
+    with pytest.raises(UserError, match="recipe differs"):  # 64 px models with the 256 px one
+        export_main([str(members[0]), str(REPO / "res" / "cp" / "default_ffhq256.pth"),
+                     str(tmp_path / "mixed.pth")])
+    with pytest.raises(UserError, match="given twice"):
+        export_main([str(members[0]), str(members[0]), str(tmp_path / "twice.pth")])
+    assert not (tmp_path / "mixed.pth").exists() and not (tmp_path / "twice.pth").exists()
+
+
+def test_a_checkpoint_names_its_test_time_flips(tmp_path):
+    from utils.checkpoints import Averaged, load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(REPO / "res" / "cp" / "default_ffhq256.pth")
+    assert not isinstance(model_from_checkpoint(ckpt), Averaged)
+    save_checkpoint(tmp_path / "f.pth", ckpt | {"model": dict(ckpt["model"], tta="flip")})
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "f.pth"))
+    assert isinstance(model, Averaged) and model.flip
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(torch.flip(x, dims=[3])).flip(dims=[3]), atol=1e-4)
+    pred = WrinklePredictor(tmp_path / "f.pth", face_region="none", tta="none", backend="torch")
+    assert not isinstance(pred.loaded.model, Averaged)  # --tta none overrides the file
+    save_checkpoint(tmp_path / "bad.pth", ckpt | {"model": dict(ckpt["model"], tta="spin")})
+    with pytest.raises(UserError, match="unknown test-time augmentation 'spin'"):
+        WrinklePredictor(tmp_path / "bad.pth", face_region="none")
