@@ -5,10 +5,12 @@ Supported heads (the number of classes is read from ``logits.shape[1]``):
 * 1 logit per pixel (sigmoid): ``logits`` is ``(N, 1, H, W)``.
 * 2 classes (softmax): ``logits`` is ``(N, 2, H, W)``; class 1 is "wrinkle".
 
-Targets are ``(N, H, W)`` or ``(N, 1, H, W)`` with values in {0, 1} (float, int or bool). An
-optional ``valid`` mask of the same shape (bool, or numbers where > 0.5 means valid) drops
-pixels, e.g. outside the face, from every loss; pixels outside it can hold anything, even
-NaN, without affecting the value or the gradient. Everything is computed in float32, whatever
+Targets are ``(N, H, W)`` or ``(N, 1, H, W)`` with values in {0, 1} (float, int or bool), or
+soft targets in [0, 1] (a teacher's probabilities: Dice and focal take them as they are, the
+skeleton term takes the lines where they are >= 0.5). An optional ``valid`` mask of the same
+shape (bool, or numbers where > 0.5 means valid) drops pixels, e.g. outside the face, from
+every loss; pixels outside it can hold anything, even NaN, without affecting the value or the
+gradient. Everything is computed in float32, whatever
 the dtype of the logits (bf16 under autocast loses too much precision in the sums).
 
 Why the soft Dice is computed PER BATCH: wrinkles cover roughly 1% of the pixels and some
@@ -180,7 +182,8 @@ def skeleton_recall_loss(
     idea for thin structures). 0 (with graph) when the batch has no positive valid pixel.
     """
     log_pos, _, t, mask = _log_probs(logits, target, valid)
-    skel = _masked(skeleton_of(t), mask)
+    # A soft target (a teacher's probabilities) has its lines where it is at least even odds.
+    skel = _masked(skeleton_of(t >= 0.5), mask)
     p = _masked(log_pos.exp(), mask)
     total = skel.sum()
     recall = (p * skel).sum() / total.clamp_min(1e-6)

@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override any config key (repeatable), e.g. --set loss.gamma=3")
     p.add_argument("-j", "--jobs", type=int, default=1, help="folds trained at once (processes)")
     p.add_argument("--threads", type=int, help="torch threads per fold (default: cores / jobs)")
+    p.add_argument("--teachers", type=Path, metavar="CV_FOLDER",
+                   help="self-training: fold k's model in this finished cross-validation folder "
+                        "(same folds) labels the unlabelled faces for fold k's student "
+                        "(flip-averaged soft labels in <out>/pseudo<k>/; set "
+                        "data.pseudo_per_epoch with --set)")
     p.add_argument("--fold", type=int, action="append",
                    help="run only this fold (repeatable); the report needs every fold")
     p.add_argument("--report-only", action="store_true", help="only summarise finished folds")
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.config import load_config
     from utils.io import write_json
     from utils.training.crossval import (
+        check_teachers,
         format_report,
         labelled_ids,
         load_or_make_folds,
@@ -77,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     folds = load_or_make_folds(out, labelled_ids(cfg), args.folds, args.fold_seed, args.limit)
     recipe = {"config": args.config, "set": args.set, "epochs": cfg["train"]["epochs"]}
+    if args.teachers:
+        recipe["teachers"] = str(args.teachers)
+        check_teachers(args.teachers, folds)
     if not (out / "recipe.json").exists():
         write_json(out / "recipe.json", recipe)
     elif json.loads((out / "recipe.json").read_text(encoding="utf-8")) != recipe:
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(threads)
             for k in wanted:
                 print(f"fold {k + 1}/{len(folds)} ({len(folds[k])} held-out faces)", flush=True)
-                run_fold(cfg, out, k, folds, progress=not args.no_progress)
+                run_fold(cfg, out, k, folds, progress=not args.no_progress,
+                         teachers=args.teachers)
         else:
             _run_children(args, argv, wanted, out)
     if args.fold and len(wanted) < len(folds):

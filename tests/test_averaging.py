@@ -102,7 +102,7 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
                                 tta="flip") for m in members]
     want = np.mean([_probs(s, face) for s in singles], axis=0)
     assert np.abs(_probs(served, face) - want).max() < 1e-4
-    with pytest.raises(UserError, match="written as .pth or .safetensors first"):
+    with pytest.raises(UserError, match=r"written as \.pth or \.safetensors first"):
         export_main([*map(str, members), str(tmp_path / "e.onnx")])
     with pytest.raises(UserError, match="recipe differs"):  # 64 px models with the 256 px one
         export_main([str(members[0]), str(REPO / "res" / "cp" / "default_ffhq256.pth"),

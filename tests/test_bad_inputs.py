@@ -99,6 +99,8 @@ def cases(s: dict[str, Path]) -> list[tuple[str, list[str], str, str]]:
             (f"evaluate --agreement -o {name}", ["evaluate.py", "--agreement",
                                                  str(s["masks"]), str(s["masks"]), "-o",
                                                  str(bad)], str(bad), words),
+            (f"pseudo_label --out {name}", ["pseudo_label.py", "-m", ckpt, "--images",
+                                            str(s["images"]), "-o", str(bad)], str(bad), words),
         ]
     out += [
         ("export onto an existing file", ["export.py", ckpt, str(s["root"] / "mine.pth")],
@@ -133,6 +135,11 @@ def cases(s: dict[str, Path]) -> list[tuple[str, list[str], str, str]]:
          notes, "not a folder of masks"),
         ("a 1x1 photo to compare", ["compare.py", photo, str(s["tiny"]), "-o",
                                     str(s["root"] / "o7")], str(s["tiny"]), "too small"),
+        ("a JPEG as the teacher", ["pseudo_label.py", "-m", photo, "--images", str(s["images"]),
+                                   "-o", str(s["root"] / "o8")], photo, "not"),
+        ("an ensemble straight to ONNX", ["export.py", ckpt, str(s["root"] / "mine.pth"),
+                                          str(s["root"] / "e.onnx")], "e.onnx",
+         "written as .pth or .safetensors first"),
     ]
     return out
 

@@ -39,11 +39,12 @@ NULLABLE_TYPES: dict[str, type] = {
     "data.val_ids": str,
     "data.test_ids": str,
     "data.exclude_ids": str,
+    "data.pseudo_dir": str,
     "train.run_name": str,
 }
 POSITIVE = {"data.image_size", "train.restart_epochs", "train.epochs", "train.batch_size", "eval.batch_size",
             "eval.auc_bins", "model.base_channels"}
-NON_NEGATIVE = {"data.num_workers", "train.lr", "train.weight_decay", "train.grad_clip",
+NON_NEGATIVE = {"data.num_workers", "data.pseudo_per_epoch", "train.lr", "train.weight_decay", "train.grad_clip",
                 "train.warmup_epochs", "train.early_stopping", "loss.dice_weight",
                 "loss.focal_weight", "loss.gamma", "loss.smooth", "loss.skeleton_weight",
                 "eval.overlays"}

@@ -21,6 +21,7 @@ from utils.data.images import load_image, resize_image
 from utils.data.masks import mask_values, read_mask, resize_mask
 from utils.data.pairs import Pair, face_mask_from_labels
 from utils.data.texture import texture_map
+from utils.errors import UserError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -133,11 +134,16 @@ class WrinkleDataset(Dataset):
 
     A sample's "image" is uint8 planes (C, H, W) and a manual "mask" is uint8 0/1: batch_to_device
     turns a batch into the float input and target on the device.
+
+    pool: pairs with soft masks (pseudo-labels of unlabelled faces, self-training); each epoch
+    adds `pool_per_epoch` of them (0: all), drawn afresh per (seed, epoch), after the pairs.
+    With a pool every target is float, the labelled ones still 0/1.
     """
 
     def __init__(self, pairs: list[Pair], recipe: dict[str, Any],
                  transform: A.Compose | None = None, seed: int = 0,
-                 target: str = "manual") -> None:
+                 target: str = "manual", pool: list[Pair] | None = None,
+                 pool_per_epoch: int = 0) -> None:
         if target not in ("manual", "weak"):
             raise ValueError(f"target must be manual or weak, got {target!r}")
         self.pairs = pairs
@@ -145,6 +151,10 @@ class WrinkleDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.target = target
+        self.pool = list(pool or [])
+        self.pool_n = (len(self.pool) if pool_per_epoch <= 0
+                       else min(pool_per_epoch, len(self.pool)))
+        self.float_target = target == "weak" or bool(self.pool) or any(p.soft for p in pairs)
         # In shared memory: persistent loader workers hold a copy of the dataset made once,
         # and must still see each new epoch (a plain attribute would stay at its first value).
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -159,18 +169,35 @@ class WrinkleDataset(Dataset):
         self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.pairs) + self.pool_n
+
+    def pair(self, index: int) -> Pair:
+        """The pair at `index` this epoch: the labelled pairs first, then this epoch's draw from
+        the pool (the same in every worker and on resuming, from (seed, epoch) alone)."""
+        if index < len(self.pairs):
+            return self.pairs[index]
+        if self.pool_n == len(self.pool):
+            return self.pool[index - len(self.pairs)]
+        order = np.random.default_rng((self.seed, self.epoch, 7)).permutation(len(self.pool))
+        return self.pool[order[index - len(self.pairs)]]
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The image (RGB uint8), mask (bool) and face region (bool or None) at training size."""
-        pair = self.pairs[index]
+        """The image (RGB uint8), mask (bool, or float for soft masks and weak targets) and face
+        region (bool or None) at training size."""
+        pair = self.pair(index)
         rgb = load_image(pair.image)
         size = self.recipe.get("image_size")
         if size:
             rgb = resize_image(rgb, (size, size))
         hw = rgb.shape[:2]
         mask = None
-        if pair.mask is not None and self.target == "weak":  # grey levels, area-averaged
+        if pair.mask is not None and pair.soft:  # probabilities as grey levels, area-averaged
+            grey = cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE)
+            if grey is None:
+                raise UserError(f"{pair.mask}: not a readable soft-label image")
+            mask = cv2.resize(grey.astype(np.float32) / 255.0, (hw[1], hw[0]),
+                              interpolation=cv2.INTER_AREA)
+        elif pair.mask is not None and self.target == "weak":  # grey levels, area-averaged
             grey = mask_values(pair.mask).astype(np.float32)
             grey /= 65535.0 if grey.max() > 255 else 255.0
             mask = cv2.resize(grey, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
@@ -199,6 +226,7 @@ class WrinkleDataset(Dataset):
         if computed:  # the texture map of exactly the image the model sees
             mask = texture_map(rgb, face).astype(np.float32) / 255.0
         x = to_uint8_input(rgb, self.recipe, face)
-        # Binary masks stay uint8 (0/1); soft targets stay float. batch_to_device makes both float.
-        y = torch.from_numpy(mask[None].astype(np.float32 if self.target == "weak" else np.uint8))
-        return {"image": x, "mask": y, "id": self.pairs[index].id}
+        # Binary masks stay uint8 (0/1) unless the set mixes in soft ones; batch_to_device makes
+        # every target float.
+        y = torch.from_numpy(mask[None].astype(np.float32 if self.float_target else np.uint8))
+        return {"image": x, "mask": y, "id": self.pair(index).id}

@@ -30,12 +30,16 @@ MIN_SIDE = 32
 
 @dataclass
 class Pair:
-    """One training example: an image, its mask and optionally its face-parsing labels."""
+    """One training example: an image, its mask and optionally its face-parsing labels.
+
+    soft: the mask file holds probabilities (grey level / 255, a teacher's pseudo-label), not a
+    binary mask."""
 
     id: str
     image: Path
     mask: Path | None = None
     labels: Path | None = None
+    soft: bool = False
 
 
 @dataclass

@@ -250,8 +250,8 @@ def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto
             raise UserError("--half, --threshold, --oof-report and --note apply to "
                             ".pth/.safetensors exports")
         if len(sources) > 1:
-            raise UserError("an ensemble is written as .pth or .safetensors first; export that "
-                            "file to ONNX or OpenVINO")
+            raise UserError(f"{dst}: an ensemble is written as .pth or .safetensors first; "
+                            "export that file to ONNX or OpenVINO")
         export_deployable(sources[0], dst, fmt, tta)
     size = sum(f.stat().st_size for f in (Path(dst), Path(dst).with_suffix(".bin"))
                if f.is_file() and (f == Path(dst) or suffix == ".xml")) / 1e6

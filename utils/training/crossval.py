@@ -117,11 +117,41 @@ def _exclude_file(folder: Path, cfg: dict[str, Any], keep: set[str]) -> str | No
     return str(path)
 
 
+def check_teachers(teachers: str | Path, folds: list[list[str]]) -> None:
+    """Refuse teachers whose folds differ from ours: one of them would have trained on faces
+    its student's fold holds out."""
+    path = Path(teachers) / "folds.json"
+    if not path.is_file():
+        raise UserError(f"{teachers}: not a cross-validation folder (no folds.json)")
+    theirs = json.loads(path.read_text(encoding="utf-8"))["folds"]
+    if [sorted(f) for f in theirs] != [sorted(f) for f in folds]:
+        raise UserError(f"{teachers}: its folds differ from these (a teacher would have seen "
+                        "faces its student's fold holds out); use the teachers' --folds, "
+                        "--fold-seed and --limit")
+    for k in range(len(folds)):
+        if not (Path(teachers) / f"fold{k}" / "last.pth").is_file():
+            raise UserError(f"{teachers}/fold{k}/last.pth: the teacher of fold {k} is missing "
+                            "(finish that cross-validation first)")
+
+
 def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[str]],
-             progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train fold k (or resume it, or skip it when done) and write its out-of-fold predictions."""
+             progress: bool = True, log: Callable[[str], None] = print,
+             teachers: str | Path | None = None) -> dict[str, Any]:
+    """Train fold k (or resume it, or skip it when done) and write its out-of-fold predictions.
+
+    teachers: a finished cross-validation folder with the same folds; its fold-k model labels
+    the unlabelled faces (utils.training.distill) and fold k's model trains on them too."""
     folder = Path(folder)
     fcfg = fold_config(cfg, folder, k, folds)
+    if teachers is not None:
+        from utils.training.distill import write_soft_labels
+
+        check_teachers(teachers, folds)
+        pseudo = folder / f"pseudo{k}"
+        write_soft_labels([Path(teachers) / f"fold{k}" / "last.pth"], cfg["data"]["image_dir"],
+                          pseudo, skip_ids=set(labelled_ids(cfg, log=lambda s: None)),
+                          device=cfg["train"]["device"], progress=progress, log=log)
+        fcfg["data"]["pseudo_dir"] = str(pseudo)
     if cfg["data"]["exclude_ids"]:
         raise UserError("data.exclude_ids cannot be combined with cross-validation: the folds "
                         "are made from every labelled face")

@@ -11,6 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from utils.checkpoints import (
 )
 from utils.config import save_config
 from utils.data.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
-from utils.data.pairs import find_pairs, ids_of, min_image_side, resolve_pairs
+from utils.data.pairs import Pair, find_pairs, ids_of, min_image_side, resolve_pairs
 from utils.data.splits import make_split, read_ids, save_split
 from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
@@ -174,9 +175,12 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
         if h != w:
             raise UserError(f"images are {w}x{h}, not square: set --image-size")
         recipe["image_size"] = h
+    # Labelled faces never take a pseudo-label: the held-out ones would leak.
+    labelled = {p.id for p in report.pairs} | set(split["val"]) | set(split["test"])
+    pool = pseudo_pairs(d, labelled, log) if d["pseudo_dir"] else []
     train_ds = WrinkleDataset([by_id[i] for i in split["train"]], recipe,
                               build_augmentation(cfg["augment"]), seed=t["seed"],
-                              target=d["target"])
+                              target=d["target"], pool=pool, pool_per_epoch=d["pseudo_per_epoch"])
     val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe, target=d["target"])
     loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
                                  "pin_memory": device.type == "cuda"}
@@ -369,6 +373,23 @@ def _train_epoch(model, loader, criterion, optimizer, scheduler, scaler, device,
         raise TrainingStopped(f"loss became NaN/inf in epoch {epoch}; training stopped and the "
                               f"last good checkpoint is {last_path}")
     return float(totals[0] / totals[2].clamp(min=1))
+
+
+def pseudo_pairs(d: dict[str, Any], labelled: set[str], log: Callable[[str], None]
+                 ) -> list[Pair]:
+    """The unlabelled faces of data.image_dir with a soft label in data.pseudo_dir."""
+    report = find_pairs(d["image_dir"], d["pseudo_dir"], None, progress=False,
+                        min_side=min_image_side(d["image_size"]))
+    taken = [replace(p, soft=True) for p in report.pairs if p.id not in labelled]
+    if not taken:
+        raise UserError(f"data.pseudo_dir {d['pseudo_dir']}: no soft label of an unlabelled face "
+                        f"of {d['image_dir']} (labels are <id>.png, from pseudo_label.py)")
+    skipped = len(report.pairs) - len(taken)
+    per_epoch = d["pseudo_per_epoch"] or len(taken)
+    log(f"self-training: {len(taken)} pseudo-labelled faces from {d['pseudo_dir']}, "
+        f"{min(per_epoch, len(taken))} per epoch"
+        + (f"; {skipped} labelled ids there are not taken" if skipped else ""))
+    return taken
 
 
 def _load_init(model: torch.nn.Module, path: str | Path, log: Callable[[str], None]) -> None:
