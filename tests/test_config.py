@@ -26,6 +26,9 @@ def test_precedence_file_then_flags_then_set(tmp_path):
     assert cfg["train"]["batch_size"] == 8      # a flag not given changes nothing
     assert cfg["loss"]["gamma"] == 3.0 and isinstance(cfg["loss"]["gamma"], float)
     assert cfg["data"]["image_size"] == 512 and cfg["data"]["val_ids"] is None
+    # a bare `off` is YAML's false: every key that has an "off" choice takes it as "off"
+    cfg = load_config(overrides=None, sets=["train.amp=off", "logging.wandb=off"])
+    assert cfg["train"]["amp"] == "off" and cfg["logging"]["wandb"] == "off"
 
 
 @pytest.mark.parametrize(("item", "message"), [

@@ -73,7 +73,7 @@ def _nearest(name: str, options: list[str]) -> str:
 
 def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
     """Return the value, coerced where harmless (int -> float), or raise a UserError."""
-    if key == "logging.wandb" and value is False:  # YAML reads a bare `off` as false
+    if value is False and "off" in CHOICES.get(key, ()):  # YAML reads a bare `off` as false
         value = "off"
     if value is None:
         if default is None or key in NULLABLE_TYPES:

@@ -128,10 +128,6 @@ def check_teachers(teachers: str | Path, folds: list[list[str]]) -> None:
         raise UserError(f"{teachers}: its folds differ from these (a teacher would have seen "
                         "faces its student's fold holds out); use the teachers' --folds, "
                         "--fold-seed and --limit")
-    for k in range(len(folds)):
-        if not (Path(teachers) / f"fold{k}" / "last.pth").is_file():
-            raise UserError(f"{teachers}/fold{k}/last.pth: the teacher of fold {k} is missing "
-                            "(finish that cross-validation first)")
 
 
 def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[str]],
@@ -147,8 +143,12 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
         from utils.training.distill import write_soft_labels
 
         check_teachers(teachers, folds)
+        model = Path(teachers) / f"fold{k}" / "last.pth"
+        if not (model.parent / "summary.json").is_file():
+            raise UserError(f"{model}: the teacher of fold {k} is missing or unfinished (finish "
+                            "that fold of the teachers' cross-validation first)")
         pseudo = folder / f"pseudo{k}"
-        write_soft_labels([Path(teachers) / f"fold{k}" / "last.pth"], cfg["data"]["image_dir"],
+        write_soft_labels([model], cfg["data"]["image_dir"],
                           pseudo, skip_ids=set(labelled_ids(cfg, log=lambda s: None)),
                           device=cfg["train"]["device"], progress=progress, log=log)
         fcfg["data"]["pseudo_dir"] = str(pseudo)
