@@ -59,6 +59,16 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     from utils.training.crossval import read_oof
 
     a, b = _cv(small_data, tmp_path / "cv0", 0), _cv(small_data, tmp_path / "cv1", 1)
+    # the results table reads the report of a finished folder, and the done folds of another
+    from cv_table import row
+
+    from utils.training.crossval import summarize
+
+    report = summarize(a)
+    assert f"| {report['pooled']['f1']:.3f} |" in row(a)
+    (b / "fold1" / "oof.npz").rename(b / "fold1" / "oof.keep")
+    assert "(folds 0 of 2)" in row(b) and row(tmp_path) is None
+    (b / "fold1" / "oof.keep").rename(b / "fold1" / "oof.npz")
     rep = flip_report(a, 0.5)
     # the stored flip-averaged predictions are the fold model's two views, averaged
     part, flipped = read_oof(a, 1), read_oof(a, 1, "oof_flip")
