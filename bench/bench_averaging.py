@@ -77,20 +77,23 @@ def _folds(folder: Path) -> list[list[str]]:
     return json.loads(path.read_text(encoding="utf-8"))["folds"]
 
 
-def flip_predictions(folder: Path, log=print) -> int:
-    """Write fold<k>/oof_flip.npz for every fold that lacks it; return the number of folds."""
-    folds = _folds(folder)
-    for k, ids in enumerate(folds):
+def flip_predictions(folder: Path, log=print) -> list[int]:
+    """Write fold<k>/oof_flip.npz for every finished fold that lacks it; return those folds (a
+    folder run with --fold may hold only some)."""
+    done = []
+    for k, ids in enumerate(_folds(folder)):
         run = folder / f"fold{k}"
-        out = run / "oof_flip.npz"
-        if out.exists():
-            continue
         if not (run / "last.pth").exists() or not (run / "oof.npz").exists():
-            raise UserError(f"{run}: fold {k} is not finished (no last.pth / oof.npz)")
-        predict_held_out(run / "last.pth", load_config(run / "config.yaml"), list(ids), out,
-                         tta="flip")
-        log(f"fold {k}: flip-averaged held-out predictions in {out}")
-    return len(folds)
+            continue
+        done.append(k)
+        out = run / "oof_flip.npz"
+        if not out.exists():
+            predict_held_out(run / "last.pth", load_config(run / "config.yaml"), list(ids), out,
+                             tta="flip")
+            log(f"fold {k}: flip-averaged held-out predictions in {out}")
+    if not done:
+        raise UserError(f"{folder}: no finished fold (fold<k>/last.pth and oof.npz)")
+    return done
 
 
 def _figures(parts: list[dict[str, np.ndarray]], threshold: float) -> dict:
@@ -110,9 +113,10 @@ def _paired(a: list[float], b: list[float]) -> dict:
 
 def flip_report(folder: Path, threshold: float) -> dict:
     """Plain against flip-averaged held-out predictions of one cross-validation folder."""
-    k = flip_predictions(folder)
-    out = {name: _figures([read_oof(folder, i, name) for i in range(k)], threshold)
-           for name in ("oof", "oof_flip")}
+    done = flip_predictions(folder)
+    out: dict = {"folds": done}
+    out |= {name: _figures([read_oof(folder, i, name) for i in done], threshold)
+            for name in ("oof", "oof_flip")}
     out["flip_minus_plain"] = _paired(out["oof"]["fold_f1"], out["oof_flip"]["fold_f1"])
     return out
 
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.cv:
         rep = flip_report(folder, args.threshold)
         result.setdefault("flips", {})[str(folder)] = rep
+        print(f"{folder}: folds {', '.join(map(str, rep['folds']))}")
         for name in ("oof", "oof_flip"):
             r = rep[name]
             print(f"{folder} {name:9s} pooled F1 {r['at_threshold']:.4f} at {args.threshold}, "

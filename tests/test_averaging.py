@@ -82,6 +82,17 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     assert np.abs(part["probs"][0].astype(np.float32) - small).max() < 2e-3
     assert rep["flip_minus_plain"]["per_fold"] == pytest.approx(
         [f - p for p, f in zip(rep["oof"]["fold_f1"], rep["oof_flip"]["fold_f1"], strict=True)])
+    # the paired comparison of two variants on the same faces says the same, face by face too
+    from paired import compare
+
+    pair = compare(str(a), f"{a}:oof_flip")
+    assert [f["b_minus_a"] for f in pair["folds"]] == pytest.approx(
+        rep["flip_minus_plain"]["per_fold"])
+    assert pair["pooled"]["b"] == pytest.approx(rep["oof_flip"]["at_threshold"])
+    low, high = pair["pooled"]["bootstrap_95"]
+    assert low <= pair["pooled"]["b_minus_a"] <= high and pair["faces"] == 16
+    with pytest.raises(UserError, match="hold out different faces"):
+        compare(str(a), str(b))  # other fold seed: not paired
 
     # every face averaged over the two models that held it out, one per fold seed
     ens = ensemble_report([a, b], 0.5)
