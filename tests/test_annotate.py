@@ -121,15 +121,23 @@ def test_browser_stroke_is_saved_where_it_was_drawn(photos: Path, tmp_path: Path
                 page = browser.new_page(viewport={"width": 1280, "height": 1100})
                 page.goto(url)
                 page.wait_for_function(STATUS_HAS, arg="00016.jpg", timeout=60_000)
-                time.sleep(2)  # the editor draws the face and its layer
-                box = page.locator("#editor canvas").first.bounding_box()
-                shot = cv2.imdecode(np.frombuffer(page.screenshot(clip=box), np.uint8),
-                                    cv2.IMREAD_COLOR)
-                h, w = shot.shape[:2]
-                # where the face lies on the canvas: the non-white span across its middle
-                ink = np.abs(shot.astype(int) - 255).max(axis=2) > 6
-                cols = np.nonzero(ink[h // 2 - 20:h // 2 + 20].any(axis=0))[0]
-                rows = np.nonzero(ink[:, w // 2 - 20:w // 2 + 20].any(axis=1))[0]
+                # The editor draws the face and its layer after the status: on a busy CPU
+                # that takes seconds, so look until the face is on the canvas.
+                deadline = time.monotonic() + 60
+                while True:
+                    time.sleep(1)
+                    box = page.locator("#editor canvas").first.bounding_box()
+                    shot = cv2.imdecode(np.frombuffer(page.screenshot(clip=box), np.uint8),
+                                        cv2.IMREAD_COLOR)
+                    h, w = shot.shape[:2]
+                    # where the face lies on the canvas: the non-white span across its middle
+                    ink = np.abs(shot.astype(int) - 255).max(axis=2) > 6
+                    cols = np.nonzero(ink[h // 2 - 20:h // 2 + 20].any(axis=0))[0]
+                    rows = np.nonzero(ink[:, w // 2 - 20:w // 2 + 20].any(axis=1))[0]
+                    if (cols.size and rows.size) or time.monotonic() > deadline:
+                        break
+                assert cols.size and rows.size, "the face never appeared in the editor"
+                time.sleep(1)  # and its layer above it
                 x0, y0 = cols.min(), rows.min()
                 k = (cols.max() + 1 - x0) / 1024
                 assert k == pytest.approx((rows.max() + 1 - y0) / 1024, abs=0.01)
