@@ -118,11 +118,20 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     dst = tmp_path / "ensemble.pth"
     assert export_main([*map(str, members), str(dst), "--tta", "flip"]) == 0
     served = WrinklePredictor(dst, face_region="none", backend="torch", precision="fp32")
-    assert "2 x unet" in served.description and "flip-averaged" in served.description
+    assert "2 x unet" in served.description and served.description.endswith("+ flips on cpu (fp32)")
     singles = [WrinklePredictor(m, face_region="none", backend="torch", precision="fp32",
                                 tta="flip") for m in members]
     want = np.mean([_probs(s, face) for s in singles], axis=0)
     assert np.abs(_probs(served, face) - want).max() < 1e-4
+    # on OpenVINO too, with and without the flips the file names (two compilations, not one
+    # reused for both: both are an average of members)
+    plain_want = np.mean([_probs(WrinklePredictor(m, face_region="none", backend="torch",
+                                                  precision="fp32"), face) for m in members], 0)
+    assert np.abs(plain_want - want).max() > 1e-3  # so the two checks below can tell them apart
+    for tta, expected in ((None, want), ("none", plain_want)):
+        ov = WrinklePredictor(dst, face_region="none", backend="openvino", precision="fp32",
+                              tta=tta)
+        assert np.abs(_probs(ov, face) - np.clip(expected, 1e-6, 1 - 1e-6)).max() < 1e-3, tta
     with pytest.raises(UserError, match=r"written as \.pth or \.safetensors first"):
         export_main([*map(str, members), str(tmp_path / "e.onnx")])
     with pytest.raises(UserError, match="recipe differs"):  # 64 px models with the 256 px one
@@ -146,6 +155,9 @@ def test_a_checkpoint_names_its_test_time_flips(tmp_path):
         assert torch.allclose(model(x), model(torch.flip(x, dims=[3])).flip(dims=[3]), atol=1e-4)
     pred = WrinklePredictor(tmp_path / "f.pth", face_region="none", tta="none", backend="torch")
     assert not isinstance(pred.loaded.model, Averaged)  # --tta none overrides the file
+    assert "flips" not in pred.description
+    assert WrinklePredictor(tmp_path / "f.pth", face_region="none").description.count(
+        "+ flips") == 1  # and the name says what the file serves, once
     save_checkpoint(tmp_path / "bad.pth", ckpt | {"model": dict(ckpt["model"], tta="spin")})
     with pytest.raises(UserError, match="unknown test-time augmentation 'spin'"):
         WrinklePredictor(tmp_path / "bad.pth", face_region="none")

@@ -173,8 +173,8 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
                  f"{size} px aligned faces")
     else:
         about = f"a {arch} (width {m['base_channels']}) that works on {size} px aligned faces"
+    name = named_for_tta(name, m.get("tta"))
     if m.get("tta") == "flip":
-        name = name.replace(" px", " px, flip-averaged", 1)
         about += ", each face averaged with its mirror image"
     if split.get("train"):
         about += (f", trained on {len(split['train'])} FFHQ faces with hand-drawn wrinkle "
@@ -187,6 +187,16 @@ def _ours(ckpt: dict[str, Any], path: Path) -> LoadedModel:
                   "not train on")
     return LoadedModel("ours", name, dict(ckpt["preprocess"]), float(ckpt.get("threshold", 0.5)),
                        model, about=about)
+
+
+FLIPS = " + flips"
+
+
+def named_for_tta(name: str, tta: str | None) -> str:
+    """A model's name that says whether each face is averaged with its mirror image, so that
+    every output naming the model (the CSV's model column, the app) tells the two apart."""
+    base = name.removesuffix(FLIPS)
+    return base + FLIPS if tta == "flip" else base
 
 
 def _load_safetensors(path: Path) -> LoadedModel:

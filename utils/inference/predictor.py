@@ -45,6 +45,7 @@ from utils.inference.loading import (
     TextureBaseline,
     fold_batchnorm,
     load_any_checkpoint,
+    named_for_tta,
 )
 from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, stage
 
@@ -178,6 +179,7 @@ class WrinklePredictor:
                 raise UserError(f"{checkpoint}: an exported model keeps the test-time "
                                 "augmentation it was exported with")
             self.loaded.model = with_tta(self.loaded.model, tta)
+            self.loaded.name = named_for_tta(self.loaded.name, tta)
         self.checkpoint = checkpoint
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
@@ -191,7 +193,7 @@ class WrinklePredictor:
             self.loaded.model = to_openvino(model, int(self.loaded.recipe.get("in_channels", 3)),
                                             self.dtype == torch.bfloat16,
                                             cache_key=(*file_key(checkpoint),
-                                                       type(model).__name__))
+                                                       self.loaded.name))
         elif self.backend == "torch":
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
