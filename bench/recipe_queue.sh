@@ -15,9 +15,11 @@
 #    bench/paired.py compares;
 # 2. then, all folds at once: the same 25-epoch recipe on fold seed 1 (the second seed a winner is
 #    confirmed on, and with seed 0 a two-member ensemble judged on faces neither member saw), 60
-#    epochs, 132 pseudo-labelled faces per epoch, width 48;
+#    epochs, 132 pseudo-labelled faces per epoch, width 48, faces upsampled to 512 px (scored at
+#    256 px, the images' own size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 set -euo pipefail
+{  # read whole before it runs: editing this file cannot derail a running queue
 OUT=${1:-runs/cv}
 JOBS=${2:-2}
 cd "$(dirname "$0")/.."
@@ -41,8 +43,11 @@ cv v3_seed1 --fold-seed 1 --jobs "$JOBS"
 cv v3_e60 --epochs 60 --jobs "$JOBS"
 cv v3_st132 --teachers "$OUT/v3" --set data.pseudo_per_epoch=132 --jobs "$JOBS"
 cv v3_w48 --set model.base_channels=48 --jobs "$JOBS"
-for name in v3 v3_e40 v3_e60 v3_st66 v3_st132 v3_w48; do
+cv v3_s512 --set data.image_size=512 --jobs "$JOBS"
+for name in v3 v3_e40 v3_e60 v3_st66 v3_st132 v3_w48 v3_s512; do
     "$PY" bench/bench_averaging.py --cv "$OUT/$name" --out "$OUT/$name/averaging.json"
 done
 "$PY" bench/bench_averaging.py --cv "$OUT/v3" "$OUT/v3_seed1" --out "$OUT/ensemble_v3.json"
 "$PY" bench/cv_table.py "$OUT"/v3*
+exit
+}

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import needs_data, tiny_config
 from utils.errors import UserError
@@ -206,3 +207,43 @@ def test_schedule_fills_both_cores_and_gives_the_last_fold_every_core():
     assert simulate(3, 1, 2) == [(0, 2), (1, 2), (2, 2)]
     assert next_batch([4], 1, 2, 2) == ([], 0)  # the last fold waits for a free CPU
     assert next_batch([0, 1], 0, 2, 2, threads=3) == ([0, 1], 3)
+
+
+def test_a_recipe_on_upsampled_faces_is_scored_at_the_images_own_size(small_data, tmp_path):
+    """A model trained on faces upsampled x2 has its held-out probabilities and masks max-pooled
+    back to the images' own size, so its figures compare with every other recipe's."""
+    import cv2
+
+    from utils.checkpoints import load_checkpoint, model_from_checkpoint
+    from utils.data.dataset import normalize_input, to_uint8_input
+    from utils.data.images import resize_image
+    from utils.data.masks import read_mask, resize_mask
+    from utils.runtime import logits_to_probs
+
+    img_dir, mask_dir = small_data
+    small = tmp_path / "img64"  # 64 px faces (the masks stay at 1024)
+    small.mkdir()
+    for f in sorted(img_dir.glob("*.jpg"))[:8]:
+        cv2.imwrite(str(small / f.name), cv2.resize(cv2.imread(str(f)), (64, 64),
+                                                    interpolation=cv2.INTER_AREA))
+    cfg = tiny_config(small, mask_dir, tmp_path / "unused", epochs=1)
+    cfg["data"]["image_size"] = 128
+    out = tmp_path / "cv"
+    folds = load_or_make_folds(out, labelled_ids(cfg, log=lambda s: None), 2, 0)
+    run_fold(cfg, out, 0, folds, progress=False, log=lambda s: None)
+    part = read_oof(out, 0)
+    assert part["probs"].shape == (4, 64, 64) and part["masks"].shape == (4, 64, 64)
+    for i, face_id in enumerate(part["ids"]):
+        # the masks are those made at 64 px from the 1024 px files (blocks of 16, any pixel)
+        assert np.array_equal(part["masks"][i],
+                              resize_mask(read_mask(mask_dir / f"{face_id}.png"), (64, 64)))
+    # and the probabilities are the 128 px model's, each 2x2 block's largest
+    ckpt = load_checkpoint(out / "fold0" / "last.pth")
+    model = model_from_checkpoint(ckpt, "fold0").eval()
+    rgb = cv2.cvtColor(cv2.imread(str(small / f"{part['ids'][0]}.jpg")), cv2.COLOR_BGR2RGB)
+    x = to_uint8_input(resize_image(rgb, (128, 128)), ckpt["preprocess"])
+    with torch.no_grad():
+        probs = logits_to_probs(model(normalize_input(x[None], ckpt["preprocess"])))[0].numpy()
+    assert probs.shape == (128, 128)
+    pooled = probs.reshape(64, 2, 64, 2).max(axis=(1, 3))
+    assert np.abs(part["probs"][0].astype(np.float32) - pooled).max() < 2e-3
