@@ -44,11 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override any config key (repeatable), e.g. --set loss.gamma=3")
     p.add_argument("-j", "--jobs", type=int, default=1, help="folds trained at once (processes)")
     p.add_argument("--threads", type=int, help="torch threads per fold (default: cores / jobs)")
-    p.add_argument("--teachers", type=Path, metavar="CV_FOLDER",
+    p.add_argument("--teachers", type=Path, nargs="+", metavar="CV_FOLDER",
                    help="self-training: fold k's model in this finished cross-validation folder "
                         "(same folds) labels the unlabelled faces for fold k's student "
                         "(flip-averaged soft labels in <out>/pseudo<k>/; set "
-                        "data.pseudo_per_epoch with --set)")
+                        "data.pseudo_per_epoch with --set); several folders (same folds, other "
+                        "recipes or seeds): their fold-k models' average is the teacher, an "
+                        "ensemble that never saw fold k's faces")
     p.add_argument("--fold", type=int, action="append",
                    help="run only this fold (repeatable); the report needs every fold")
     p.add_argument("--report-only", action="store_true", help="only summarise finished folds")
@@ -84,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     folds = load_or_make_folds(out, labelled_ids(cfg), args.folds, args.fold_seed, args.limit)
     recipe = {"config": args.config, "set": args.set, "epochs": cfg["train"]["epochs"]}
     if args.teachers:
-        recipe["teachers"] = str(args.teachers)
-        check_teachers(args.teachers, folds)
+        names = [str(t) for t in args.teachers]
+        if len(set(names)) < len(names):
+            raise UserError(f"--teachers: {names} names a folder twice")
+        recipe["teachers"] = names[0] if len(names) == 1 else names
+        for t in args.teachers:
+            check_teachers(t, folds)
     if not (out / "recipe.json").exists():
         write_json(out / "recipe.json", recipe)
     elif json.loads((out / "recipe.json").read_text(encoding="utf-8")) != recipe:

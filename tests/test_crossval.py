@@ -185,6 +185,11 @@ def test_cross_validate_script_help_and_bad_input(tmp_path, capsys):
                           str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert res.returncode == 1 and "missing.yaml: config file not found" in res.stderr
     assert "Traceback" not in res.stderr
+    twice = str(tmp_path / "t")
+    res = subprocess.run([sys.executable, script, "-o", str(tmp_path / "cv"), "--teachers", twice,
+                          twice], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 1 and "names a folder twice" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_schedule_fills_both_cores_and_gives_the_last_fold_every_core():

@@ -29,8 +29,9 @@ def data_with_unlabelled(small_data):
 
 
 def test_students_learn_from_their_own_folds_teacher(data_with_unlabelled, tmp_path):
-    from utils.data.dataset import WrinkleDataset
+    from utils.data.dataset import WrinkleDataset, normalize_input
     from utils.data.pairs import find_pairs
+    from utils.runtime import logits_to_probs
     from utils.training.crossval import (
         check_teachers,
         labelled_ids,
@@ -61,9 +62,6 @@ def test_students_learn_from_their_own_folds_teacher(data_with_unlabelled, tmp_p
         model, recipe = teacher([teachers / f"fold{k}" / "last.pth"], "flip")
         pair = find_pairs(img_dir, None, None, ids=[unlabelled[0]], progress=False).pairs[0]
         sample = WrinkleDataset([pair], recipe)[0]
-        from utils.data.dataset import normalize_input
-        from utils.runtime import logits_to_probs
-
         x = normalize_input(sample["image"][None], recipe)
         want = logits_to_probs(model(x)).detach().numpy()[0] * 255
         got = cv2.imread(str(pseudo / f"{unlabelled[0]}.png"), cv2.IMREAD_GRAYSCALE)
@@ -75,10 +73,33 @@ def test_students_learn_from_their_own_folds_teacher(data_with_unlabelled, tmp_p
     a, b = read_oof(teachers, 0)["probs"], read_oof(students, 0)["probs"]
     assert np.abs(a.astype(np.float32) - b.astype(np.float32)).max() > 1e-3
 
+    # two teacher folders of the same folds (here: 6 epochs beside 2): fold k's teacher is the
+    # average of their fold-k models, an ensemble that never saw fold k's faces
+    longer = tmp_path / "teachers_e6"
+    load_or_make_folds(longer, ids, 2, 0)
+    cfg6 = tiny_config(img_dir, mask_dir, tmp_path / "unused", epochs=6, lr=0.02)
+    run_fold(cfg6, longer, 0, folds, **quiet)
+    both = tmp_path / "students_of_two"
+    load_or_make_folds(both, ids, 2, 0)
+    run_fold(cfg, both, 0, folds, teachers=[teachers, longer], **quiet)
+    pair = find_pairs(img_dir, None, None, ids=[unlabelled[1]], progress=False).pairs[0]
+    views = []
+    for folder in (teachers, longer):
+        model, recipe = teacher([folder / "fold0" / "last.pth"], "flip")
+        x = normalize_input(WrinkleDataset([pair], recipe)[0]["image"][None], recipe)
+        views.append(logits_to_probs(model(x)).detach().numpy()[0])
+    assert np.abs(views[0] - views[1]).max() > 0.05  # two different teachers ...
+    got = cv2.imread(str(both / "pseudo0" / f"{unlabelled[1]}.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.abs(got - (views[0] + views[1]) / 2 * 255).max() <= 1.01  # ... averaged
+    with pytest.raises(UserError, match="teacher of fold 1 is missing"):
+        run_fold(cfg, both, 1, folds, teachers=[teachers, longer], **quiet)
+
     other = tmp_path / "other_seed"
     load_or_make_folds(other, ids, 2, 1)
     with pytest.raises(UserError, match="folds differ"):
         check_teachers(other, folds)
+    with pytest.raises(UserError, match="folds differ"):
+        run_fold(cfg, both, 0, folds, teachers=[teachers, other], **quiet)
     with pytest.raises(UserError, match="not a cross-validation folder"):
         check_teachers(tmp_path, folds)
 

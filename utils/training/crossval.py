@@ -132,23 +132,28 @@ def check_teachers(teachers: str | Path, folds: list[list[str]]) -> None:
 
 def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[str]],
              progress: bool = True, log: Callable[[str], None] = print,
-             teachers: str | Path | None = None) -> dict[str, Any]:
+             teachers: str | Path | Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train fold k (or resume it, or skip it when done) and write its out-of-fold predictions.
 
-    teachers: a finished cross-validation folder with the same folds; its fold-k model labels
-    the unlabelled faces (utils.training.distill) and fold k's model trains on them too."""
+    teachers: one or several finished cross-validation folders with the same folds; their fold-k
+    models (averaged) label the unlabelled faces (utils.training.distill) and fold k's model
+    trains on them too."""
     folder = Path(folder)
     fcfg = fold_config(cfg, folder, k, folds)
     if teachers is not None:
         from utils.training.distill import write_soft_labels
 
-        check_teachers(teachers, folds)
-        model = Path(teachers) / f"fold{k}" / "last.pth"
-        if not (model.parent / "summary.json").is_file():
-            raise UserError(f"{model}: the teacher of fold {k} is missing or unfinished (finish "
-                            "that fold of the teachers' cross-validation first)")
+        folders = [teachers] if isinstance(teachers, (str, Path)) else list(teachers)
+        models = []
+        for t in folders:
+            check_teachers(t, folds)
+            model = Path(t) / f"fold{k}" / "last.pth"
+            if not (model.parent / "summary.json").is_file():
+                raise UserError(f"{model}: the teacher of fold {k} is missing or unfinished "
+                                "(finish that fold of the teachers' cross-validation first)")
+            models.append(model)
         pseudo = folder / f"pseudo{k}"
-        write_soft_labels([model], cfg["data"]["image_dir"],
+        write_soft_labels(models, cfg["data"]["image_dir"],
                           pseudo, skip_ids=set(labelled_ids(cfg, log=lambda s: None)),
                           device=cfg["train"]["device"], progress=progress, log=log)
         fcfg["data"]["pseudo_dir"] = str(pseudo)
