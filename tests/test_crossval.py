@@ -252,3 +252,15 @@ def test_a_recipe_on_upsampled_faces_is_scored_at_the_images_own_size(small_data
     assert probs.shape == (128, 128)
     pooled = probs.reshape(64, 2, 64, 2).max(axis=(1, 3))
     assert np.abs(part["probs"][0].astype(np.float32) - pooled).max() < 2e-3
+    # training's validation of the last epoch and evaluate.py score the same faces the same way
+    from utils.evaluation.evaluate import evaluate
+    from utils.training.crossval import pooled_f1
+
+    oof_f1 = pooled_f1([part], [0.5])[0]
+    last = (out / "fold0" / "history.csv").read_text().splitlines()[-1].split(",")
+    header = (out / "fold0" / "history.csv").read_text().splitlines()[0].split(",")
+    assert float(last[header.index("f1")]) == pytest.approx(oof_f1, abs=1e-4)
+    ev = evaluate(out / "fold0" / "last.pth", tmp_path / "ev", split="val", threshold=0.5,
+                  device="cpu", amp="off", overlays=0, progress=False, log=lambda s: None)
+    assert ev["micro"]["f1"] == pytest.approx(oof_f1, abs=1e-4)
+    assert ev["scored_at"].startswith("64 px")

@@ -9,7 +9,7 @@ headers and trailers (truncation), without decoding every image.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,22 @@ def ids_of(source: str | Path) -> set[str]:
     if not path.exists():
         raise UserError(f"{path}: neither an id-list file nor a folder")
     return set(read_ids(path))
+
+
+def upsampling_factor(model_size: int | None, pairs: Sequence[Pair]) -> int:
+    """How many times the model's input side is the images' own side (1 unless it is a whole
+    multiple of it). A recipe that works on upsampled faces is still scored at the images' size,
+    as every other recipe is: its probabilities and masks are max-pooled back by this factor (the
+    line-keeping rule of utils/data/masks.py, so the masks equal those made at that size)."""
+    if not model_size or not pairs:
+        return 1
+    sizes = {image_size_of(p.image) for p in pairs}
+    if len(sizes) != 1:
+        return 1
+    (h, w), = sizes
+    if h != w or model_size <= h or model_size % h:
+        return 1
+    return model_size // h
 
 
 def image_size_of(path: Path) -> tuple[int, int]:

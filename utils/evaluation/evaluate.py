@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from utils.checkpoints import load_checkpoint, model_from_checkpoint, with_tta
 from utils.data.dataset import WrinkleDataset, normalize_input
 from utils.data.masks import MASK_RULE, RESIZE_RULE
-from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs, upsampling_factor
 from utils.data.splits import read_ids
 from utils.errors import UserError
 from utils.evaluation.validation import validate
@@ -96,8 +96,9 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
     model.to(memory_format=torch.channels_last)
     dataset = WrinkleDataset(pairs, recipe)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    pool = upsampling_factor(recipe.get("image_size"), pairs)
     res, metrics = validate(model, loader, dev, dtype, None, thr, curve=True, progress=progress,
-                            desc="evaluate")
+                            desc="evaluate", pool=pool)
     rows = metrics.image_rows()
 
     out = Path(out)
@@ -108,6 +109,8 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
         "checkpoint": str(checkpoint) if checkpoint else "texture-map baseline",
         "split": split, "images": len(rows),
         "resolution": recipe.get("image_size") or _native_size(dataset),
+        "scored_at": (f"{recipe['image_size'] // pool} px (the images' own size: probabilities "
+                      f"and masks max-pooled by {pool})" if pool > 1 else "the model's size"),
         "mask_rule": MASK_RULE, "mask_resize_rule": RESIZE_RULE,
         "threshold": thr, "decision": "wrinkle where probability > threshold",
         "precision_mode": str(dtype).replace("torch.", "") if dtype else "fp32",

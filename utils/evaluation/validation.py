@@ -25,9 +25,13 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
              dtype: torch.dtype | None, criterion: torch.nn.Module | None, threshold: float,
              bins: int = 200, channels_last: bool = True, progress: bool = True,
              desc: str = "validate", curve: bool = False,
-             on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None
-             ) -> tuple[dict[str, Any], SegmentationMetrics]:
-    """Run a model over a loader: loss and the shared metric collection (every image counted)."""
+             on_batch: Callable[[dict[str, Any], torch.Tensor, torch.Tensor], None] | None = None,
+             pool: int = 1) -> tuple[dict[str, Any], SegmentationMetrics]:
+    """Run a model over a loader: loss and the shared metric collection (every image counted).
+
+    pool > 1: probabilities and masks are max-pooled by it before scoring (a model on upsampled
+    faces scored at the images' own size, utils.data.pairs.upsampling_factor); on_batch gets
+    each batch with the probabilities and masks as scored."""
     model.eval()
     metrics = SegmentationMetrics(threshold=threshold, bins=bins, curve=curve, device=device)
     loss_sum = torch.zeros((), device=device)
@@ -38,10 +42,13 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
             logits = model(x)
         if criterion is not None:
             loss_sum += criterion(logits.float(), y) * x.shape[0]
-        probs = logits_to_probs(logits)
-        metrics.update(probs, y[:, 0], list(batch["id"]))
+        probs, target = logits_to_probs(logits), y[:, 0]
+        if pool > 1:  # a block is wrinkle if any of its pixels is: the masks' own rule
+            probs, target = (torch.nn.functional.max_pool2d(t[:, None].float(), pool)[:, 0]
+                             for t in (probs, target))
+        metrics.update(probs, target, list(batch["id"]))
         if on_batch is not None:
-            on_batch(batch, probs)
+            on_batch(batch, probs, target)
         n += x.shape[0]
     out = metrics.compute()  # torchmetrics sums the states over ranks first
     totals = distributed.sum_across(torch.stack([loss_sum.float(),

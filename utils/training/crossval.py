@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.data.dataset import WrinkleDataset
-from utils.data.pairs import find_pairs, image_size_of, min_image_side, resolve_pairs
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs, upsampling_factor
 from utils.data.splits import write_ids
 from utils.errors import UserError
 from utils.evaluation.metrics import SegmentationMetrics
@@ -200,40 +200,20 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
     ds = WrinkleDataset(pairs, ckpt["preprocess"])
     loader = DataLoader(ds, batch_size=cfg["eval"]["batch_size"], shuffle=False)
     got: dict[str, list] = {"ids": [], "probs": [], "masks": []}
-    factor = upsampling_factor(ckpt["preprocess"].get("image_size"), pairs)
 
-    def keep(batch: dict[str, Any], probs: torch.Tensor) -> None:
-        probs, masks = probs.float(), batch["mask"][:, 0].float()
-        if factor > 1:  # scored at the images' own size: a block is wrinkle if any pixel is
-            probs, masks = (torch.nn.functional.max_pool2d(t[:, None], factor)[:, 0]
-                            for t in (probs, masks.to(probs.device)))
+    def keep(batch: dict[str, Any], probs: torch.Tensor, masks: torch.Tensor) -> None:
         got["ids"].extend(batch["id"])
-        got["probs"].append(probs.cpu().numpy().astype(np.float16))
+        got["probs"].append(probs.float().cpu().numpy().astype(np.float16))
         got["masks"].append(masks.cpu().numpy() > 0.5)
 
     validate(model, loader, device, amp_dtype(device, cfg["train"]["amp"]), None,
              ckpt.get("threshold", 0.5), cfg["eval"]["auc_bins"], True, progress,
-             desc="held-out faces", on_batch=keep)
+             desc="held-out faces", on_batch=keep,
+             pool=upsampling_factor(ckpt["preprocess"].get("image_size"), pairs))
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(got["ids"]), probs=np.concatenate(got["probs"]),
                         masks=np.concatenate(got["masks"]))
     tmp.replace(out)
-
-
-def upsampling_factor(model_size: int | None, pairs: Sequence[Any]) -> int:
-    """How many times the model's input side is the images' own side (1 unless it is a whole
-    multiple of it). A recipe that trains on upsampled faces is still scored at the images' size,
-    as every other recipe is: its probabilities and masks are max-pooled back by this factor (the
-    line-keeping rule of utils/data/masks.py, so the masks equal those made at that size)."""
-    if not model_size or not pairs:
-        return 1
-    sizes = {image_size_of(p.image) for p in pairs}
-    if len(sizes) != 1:
-        return 1
-    (h, w), = sizes
-    if h != w or model_size <= h or model_size % h:
-        return 1
-    return model_size // h
 
 
 def next_batch(pending: list[int], running: int, jobs: int, cores: int,
