@@ -173,14 +173,11 @@ def timing(checkpoint: Path, members: int, repeats: int) -> dict:
 
     from utils.checkpoints import load_checkpoint, save_checkpoint
     from utils.data.images import load_image
-    from utils.demo import run_prediction
     from utils.inference.export import export_checkpoint
-    from utils.inference.predictor import WrinklePredictor
 
     image = load_image(sorted((DATA / "images256x256").glob("*.jpg"))[0]) \
         if (DATA / "images256x256").is_dir() else load_image(REPO / "examples" / "00541.jpg")
     out = {}
-    whole = np.ones(image.shape[:2], bool)
     base = load_checkpoint(checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         copies = []
@@ -196,14 +193,29 @@ def timing(checkpoint: Path, members: int, repeats: int) -> dict:
                                  ("one model, flips", checkpoint, "flip"),
                                  (f"{members} models", ensemble, "none"),
                                  (f"{members} models, flips", ensemble, "flip")):
-            pred = WrinklePredictor(path, tta=tta)
-            request = _timed(lambda p=pred: run_prediction(p, image, p.threshold), repeats)
-            model = _timed(lambda p=pred: p._probabilities([image], [whole]), repeats)
-            out[label] = {"app_request_s": round(request, 4), "model_s": round(model, 4),
-                          "backend": pred.backend}
-            print(f"{label:22s} app request {request:.3f} s   model alone {model:.3f} s "
-                  f"({pred.backend})", flush=True)
+            out[label] = time_model(path, tta, repeats, image)
+            print(f"{label:22s} app request {out[label]['app_request_s']:.3f} s   model alone "
+                  f"{out[label]['model_s']:.3f} s ({out[label]['backend']})", flush=True)
     return out
+
+
+def time_model(checkpoint: Path, tta: str = "none", repeats: int = 20,
+               image: np.ndarray | None = None) -> dict:
+    """Median seconds of a whole app request on a real face and of the model alone on the
+    aligned face, on the default backend (bench/cv_table.py's ms per face too)."""
+    from utils.data.images import load_image
+    from utils.demo import run_prediction
+    from utils.inference.predictor import WrinklePredictor
+
+    if image is None:
+        image = load_image(sorted((DATA / "images256x256").glob("*.jpg"))[0]) \
+            if (DATA / "images256x256").is_dir() else load_image(REPO / "examples" / "00541.jpg")
+    whole = np.ones(image.shape[:2], bool)
+    pred = WrinklePredictor(checkpoint, tta=tta)
+    request = _timed(lambda: run_prediction(pred, image, pred.threshold), repeats)
+    model = _timed(lambda: pred._probabilities([image], [whole]), repeats)
+    return {"app_request_s": round(request, 4), "model_s": round(model, 4),
+            "backend": pred.backend}
 
 
 def main(argv: list[str] | None = None) -> int:

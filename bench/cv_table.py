@@ -3,15 +3,18 @@
 
 Columns: the folder, its recipe (config, --set items, epochs, teachers), the fold seed and the
 number of folds, the out-of-fold pooled F1 at the report's threshold, the folds' mean and
-standard deviation, the best threshold out of fold and its F1, and the folds' training minutes
-(summed). A folder with only some folds done shows those folds' F1 (pooled over them) and says so.
+standard deviation, the best threshold out of fold and its F1, the folds' training minutes
+(summed) and, with --time, the ms per face of the recipe's model alone on the default backend. A
+folder with only some folds done shows those folds' F1 (pooled over them) and says so.
 
     python bench/cv_table.py runs/cv/*
+    python bench/cv_table.py runs/cv/v3 runs/cv/v3_w48 --time
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -23,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from utils.errors import UserError, run_cli  # noqa: E402
 
 HEADER = ("| folder | recipe | fold seed | OOF pooled F1 | folds (mean ± sd) | best threshold (F1) "
-          "| fold-minutes |\n| --- | --- | --- | --- | --- | --- | --- |")
+          "| fold-minutes | ms per face |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def _recipe(folder: Path) -> str:
@@ -32,58 +35,71 @@ def _recipe(folder: Path) -> str:
         return ""
     r = json.loads(path.read_text(encoding="utf-8"))
     parts = [Path(r["config"]).name, f"{r['epochs']} epochs", *r.get("set", [])]
-    if r.get("teachers"):
-        parts.append(f"teachers {r['teachers']}")
+    teachers = r.get("teachers")
+    if teachers:
+        names = [teachers] if isinstance(teachers, str) else teachers
+        parts.append(f"teachers {' + '.join(Path(t).name for t in names)}")
     return ", ".join(parts)
 
 
-def _partial(folder: Path, k: int) -> str | None:
-    """A row from the finished folds alone (pooled over them), or None when none is done."""
+def _minutes(folder: Path, k: int) -> float:
+    path = folder / f"fold{k}" / "history.csv"
+    if not path.is_file():
+        return 0.0
+    with path.open(encoding="utf-8") as f:
+        return sum(float(r["seconds"]) for r in csv.DictReader(f)) / 60
+
+
+def _ms(folder: Path, done: list[int], repeats: int) -> str:
+    """The model alone on an aligned face, default backend: the first finished fold's model
+    (every fold's model has the same architecture, so the same cost)."""
+    from bench_averaging import time_model
+
+    if not repeats or not done:
+        return ""
+    t = time_model(folder / f"fold{done[0]}" / "last.pth", repeats=repeats)
+    return f"{1000 * t['model_s']:.0f} ({t['backend']})"
+
+
+def row(folder: Path, repeats: int = 0) -> str | None:
+    """One markdown row for a cross-validation folder (with ms per face when repeats > 0)."""
     from utils.training.crossval import pooled_f1, read_oof
 
+    if not (folder / "folds.json").is_file():
+        return None
+    folds_json = json.loads((folder / "folds.json").read_text(encoding="utf-8"))
+    k, seed = folds_json["k"], folds_json["seed"]
     done = [i for i in range(k) if (folder / f"fold{i}" / "oof.npz").is_file()]
     if not done:
         return None
+    report = folder / "report.json"
+    if report.is_file() and len(done) == k:
+        r = json.loads(report.read_text(encoding="utf-8"))
+        folds = r["folds"]["f1"]
+        sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
+        t = r["thresholds"]
+        return (f"| {folder.name} | {_recipe(folder)} | {seed} | {r['pooled']['f1']:.3f} | "
+                f"{statistics.fmean(folds):.3f} ± {sd:.3f} | {t['best']} ({t['best_f1']:.3f}) | "
+                f"{r['training_fold_minutes']:.0f} | {_ms(folder, done, repeats)} |")
+    # some folds done: their figures, pooled over them, and said so
     parts = [read_oof(folder, i) for i in done]
     per = [pooled_f1([p], [0.5])[0] for p in parts]
-    minutes = 0.0
-    for i in done:
-        s = folder / f"fold{i}" / "history.csv"
-        if s.is_file():
-            import csv
-
-            with s.open(encoding="utf-8") as f:
-                minutes += sum(float(r["seconds"]) for r in csv.DictReader(f)) / 60
     return (f"| {folder.name} (folds {', '.join(map(str, done))} of {k}) | {_recipe(folder)} | "
-            f"{json.loads((folder / 'folds.json').read_text())['seed']} | "
-            f"{pooled_f1(parts, [0.5])[0]:.3f} | {', '.join(f'{f:.3f}' for f in per)} | | "
-            f"{minutes:.0f} |")
-
-
-def row(folder: Path) -> str | None:
-    """One markdown row for a cross-validation folder."""
-    if not (folder / "folds.json").is_file():
-        return None
-    k = json.loads((folder / "folds.json").read_text(encoding="utf-8"))["k"]
-    report = folder / "report.json"
-    complete = all((folder / f"fold{i}" / "oof.npz").is_file() for i in range(k))
-    if not report.is_file() or not complete:
-        return _partial(folder, k)
-    r = json.loads(report.read_text(encoding="utf-8"))
-    folds = r["folds"]["f1"]
-    sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
-    t = r["thresholds"]
-    return (f"| {folder.name} | {_recipe(folder)} | {r['seed']} | {r['pooled']['f1']:.3f} | "
-            f"{statistics.fmean(folds):.3f} ± {sd:.3f} | {t['best']} ({t['best_f1']:.3f}) | "
-            f"{r['training_fold_minutes']:.0f} |")
+            f"{seed} | {pooled_f1(parts, [0.5])[0]:.3f} | {', '.join(f'{f:.3f}' for f in per)} | "
+            f"| {sum(_minutes(folder, i) for i in done):.0f} | {_ms(folder, done, repeats)} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="cross-validation folders")
+    p.add_argument("--time", type=int, nargs="?", const=20, default=0, metavar="REPEATS",
+                   help="also time each recipe's model alone on an aligned face on the default "
+                        "backend (median of REPEATS, default 20; run it on a quiet machine)")
     args = p.parse_args(argv)
-    rows = [r for r in map(row, args.folders) if r]
+    if args.time < 0:
+        p.error("--time takes a positive number of repeats")
+    rows = [r for r in (row(f, args.time) for f in args.folders) if r]
     if not rows:
         raise UserError("no cross-validation folder with a finished fold among "
                         + ", ".join(map(str, args.folders)))

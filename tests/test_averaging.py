@@ -66,6 +66,8 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
 
     report = summarize(a)
     assert f"| {report['pooled']['f1']:.3f} |" in row(a)
+    import re  # with --time: the recipe's ms per face on the default backend
+    assert re.search(r"\| \d+ \((openvino|torch)\) \|$", row(a, repeats=2))
     (b / "fold1" / "oof.npz").rename(b / "fold1" / "oof.keep")
     assert "(folds 0 of 2)" in row(b) and row(tmp_path) is None
     (b / "fold1" / "oof.keep").rename(b / "fold1" / "oof.npz")
