@@ -57,7 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time", action="store_true", help="time app requests and the model alone")
     p.add_argument("--checkpoint", type=Path,
                    help="the model to time (default: the bundled one)")
-    p.add_argument("--members", type=int, default=5, help="ensemble size to time (default 5)")
+    p.add_argument("--members", type=int, default=5,
+                   help="ensemble size to time (default 5; 1: one model only, with and "
+                        "without flips)")
+    p.add_argument("--like", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="time a recipe's shape before training it: the checkpoint with this "
+                        "model or preprocess key changed (repeatable; e.g. "
+                        "model.base_channels=48, preprocess.image_size=512) and fresh weights "
+                        "(the time does not depend on the weights)")
     p.add_argument("--repeats", type=int, default=15, help="timed requests per setting (median)")
     p.add_argument("--out", type=Path, help="JSON file for the figures")
     args = p.parse_args(argv)
@@ -65,8 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --cv FOLDER(S), --time, or both")
     if not 0 < args.threshold < 1:
         p.error("--threshold must be between 0 and 1")
-    if args.members < 2:
-        p.error("--members must be at least 2")
+    if args.members < 1:
+        p.error("--members must be at least 1")
+    for item in args.like:
+        key, _, value = item.partition("=")
+        if key.split(".")[0] not in ("model", "preprocess") or "." not in key or not value:
+            p.error(f"--like {item}: give model.KEY=VALUE or preprocess.KEY=VALUE")
     return args
 
 
@@ -180,23 +191,48 @@ def timing(checkpoint: Path, members: int, repeats: int) -> dict:
     out = {}
     base = load_checkpoint(checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
-        copies = []
-        for i in range(members):  # distinct weights: a compiler may merge identical members
-            copies.append(Path(tmp) / f"member{i}.pth")
-            gen = torch.Generator().manual_seed(i)
-            save_checkpoint(copies[-1], base | {"state_dict": {
-                k: v + 1e-4 * torch.randn(v.shape, generator=gen) if v.is_floating_point()
-                else v for k, v in base["state_dict"].items()}})
-        ensemble = Path(tmp) / "ensemble.pth"
-        export_checkpoint([str(c) for c in copies], ensemble)
-        for label, path, tta in (("one model", checkpoint, "none"),
-                                 ("one model, flips", checkpoint, "flip"),
-                                 (f"{members} models", ensemble, "none"),
-                                 (f"{members} models, flips", ensemble, "flip")):
+        settings = [("one model", checkpoint, "none"), ("one model, flips", checkpoint, "flip")]
+        if members > 1:
+            copies = []
+            for i in range(members):  # distinct weights: a compiler may merge identical members
+                copies.append(Path(tmp) / f"member{i}.pth")
+                gen = torch.Generator().manual_seed(i)
+                save_checkpoint(copies[-1], base | {"state_dict": {
+                    k: v + 1e-4 * torch.randn(v.shape, generator=gen) if v.is_floating_point()
+                    else v for k, v in base["state_dict"].items()}})
+            ensemble = Path(tmp) / "ensemble.pth"
+            export_checkpoint([str(c) for c in copies], ensemble)
+            settings += [(f"{members} models", ensemble, "none"),
+                         (f"{members} models, flips", ensemble, "flip")]
+        for label, path, tta in settings:
             out[label] = time_model(path, tta, repeats, image)
             print(f"{label:22s} app request {out[label]['app_request_s']:.3f} s   model alone "
                   f"{out[label]['model_s']:.3f} s ({out[label]['backend']})", flush=True)
     return out
+
+
+def shaped_like(checkpoint: Path, changes: list[str], dst: Path) -> Path:
+    """A copy of `checkpoint` with recipe keys changed and freshly initialised weights."""
+    import yaml
+
+    from utils.checkpoints import build_model_from_recipe, load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    for item in changes:
+        key, _, value = item.partition("=")
+        section, name = key.split(".", 1)
+        if name not in ckpt[section]:
+            raise UserError(f"--like {item}: the {section} recipe has no key '{name}' (it has "
+                            f"{', '.join(sorted(ckpt[section]))})")
+        ckpt[section] = dict(ckpt[section], **{name: yaml.safe_load(value)})
+    try:
+        model = build_model_from_recipe(ckpt["model"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"--like {' '.join(changes)}: not a model recipe ({exc})") from None
+    for k in ("members", "tta"):
+        ckpt["model"].pop(k, None)
+    save_checkpoint(dst, ckpt | {"state_dict": model.state_dict(), "fp32_reference": None})
+    return dst
 
 
 def time_model(checkpoint: Path, tta: str = "none", repeats: int = 20,
@@ -244,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint or REPO / "res" / "cp" / "default_ffhq256.pth"
         if not checkpoint.is_file():
             raise UserError(f"{checkpoint}: checkpoint not found")
-        result["timing"] = timing(checkpoint, args.members, args.repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.like:
+                checkpoint = shaped_like(checkpoint, args.like, Path(tmp) / "shaped.pth")
+                result["like"] = args.like
+            result["timing"] = timing(checkpoint, args.members, args.repeats)
     if args.out:
         write_json(args.out, result | {"machine": machine_facts()})
         print(f"figures: {args.out}")

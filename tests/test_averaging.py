@@ -163,3 +163,18 @@ def test_a_checkpoint_names_its_test_time_flips(tmp_path):
     save_checkpoint(tmp_path / "bad.pth", ckpt | {"model": dict(ckpt["model"], tta="spin")})
     with pytest.raises(UserError, match="unknown test-time augmentation 'spin'"):
         WrinklePredictor(tmp_path / "bad.pth", face_region="none")
+
+
+def test_a_recipe_shape_is_timed_before_it_is_trained(tmp_path):
+    from bench_averaging import shaped_like
+
+    bundled = REPO / "res" / "cp" / "default_ffhq256.pth"
+    path = shaped_like(bundled, ["model.base_channels=48", "preprocess.image_size=128"],
+                       tmp_path / "w48.pth")
+    pred = WrinklePredictor(path, face_region="none", backend="torch", precision="fp32")
+    assert pred.loaded.recipe["image_size"] == 128
+    first = next(m for m in pred.loaded.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.out_channels == 48
+    assert np.isfinite(_probs(pred, load_image(IMAGES / "00015.jpg"))).all()
+    with pytest.raises(UserError, match="has no key 'width'"):
+        shaped_like(bundled, ["model.width=48"], tmp_path / "bad.pth")
