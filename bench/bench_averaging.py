@@ -239,17 +239,19 @@ def time_model(checkpoint: Path, tta: str = "none", repeats: int = 20,
                image: np.ndarray | None = None) -> dict:
     """Median seconds of a whole app request on a real face and of the model alone on the
     aligned face, on the default backend (bench/cv_table.py's ms per face too)."""
-    from utils.data.images import load_image
+    from utils.data.images import load_image, resize_image
     from utils.demo import run_prediction
     from utils.inference.predictor import WrinklePredictor
 
     if image is None:
         image = load_image(sorted((DATA / "images256x256").glob("*.jpg"))[0]) \
             if (DATA / "images256x256").is_dir() else load_image(REPO / "examples" / "00541.jpg")
-    whole = np.ones(image.shape[:2], bool)
     pred = WrinklePredictor(checkpoint, tta=tta)
+    size = pred.frame_size  # the model alone sees the aligned face at its own input size
+    aligned = resize_image(image, (size, size))
+    whole = np.ones((size, size), bool)
     request = _timed(lambda: run_prediction(pred, image, pred.threshold), repeats)
-    model = _timed(lambda: pred._probabilities([image], [whole]), repeats)
+    model = _timed(lambda: pred._probabilities([aligned], [whole]), repeats)
     return {"app_request_s": round(request, 4), "model_s": round(model, 4),
             "backend": pred.backend}
 

@@ -9,7 +9,7 @@ spread a recipe change is judged against), the pooled F1 over all those faces, a
 bootstrap interval of the pooled difference from resampling faces (the only spread one fold has).
 
     python bench/paired.py runs/cv/v3 runs/cv/v3_e40
-    python bench/paired.py runs/cv/v3_f0 runs/cv/v3_f0:oof_flip --out runs/paired_flip.json
+    python bench/paired.py runs/cv/v3 runs/cv/v3:oof_flip --out runs/paired_flip.json
 """
 
 from __future__ import annotations
