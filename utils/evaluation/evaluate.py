@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from utils.checkpoints import load_checkpoint, model_from_checkpoint, with_tta
 from utils.data.dataset import WrinkleDataset, normalize_input
 from utils.data.masks import MASK_RULE, RESIZE_RULE
-from utils.data.pairs import find_pairs, min_image_side, resolve_pairs, upsampling_factor
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
 from utils.data.splits import read_ids
 from utils.errors import UserError
 from utils.evaluation.validation import validate
@@ -96,9 +96,9 @@ def evaluate(checkpoint: str | Path | None, out: str | Path, split: str = "val",
     model.to(memory_format=torch.channels_last)
     dataset = WrinkleDataset(pairs, recipe)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    pool = upsampling_factor(recipe.get("image_size"), pairs)
     res, metrics = validate(model, loader, dev, dtype, None, thr, curve=True, progress=progress,
-                            desc="evaluate", pool=pool)
+                            desc="evaluate")
+    pool = res.pop("pool")
     rows = metrics.image_rows()
 
     out = Path(out)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from utils import distributed
 from utils.data.dataset import batch_to_device
+from utils.data.pairs import upsampling_factor
 from utils.evaluation.metrics import SegmentationMetrics
 from utils.runtime import autocast, logits_to_probs
 
@@ -25,13 +26,15 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
              dtype: torch.dtype | None, criterion: torch.nn.Module | None, threshold: float,
              bins: int = 200, channels_last: bool = True, progress: bool = True,
              desc: str = "validate", curve: bool = False,
-             on_batch: Callable[[dict[str, Any], torch.Tensor, torch.Tensor], None] | None = None,
-             pool: int = 1) -> tuple[dict[str, Any], SegmentationMetrics]:
+             on_batch: Callable[[dict[str, Any], torch.Tensor, torch.Tensor], None] | None = None
+             ) -> tuple[dict[str, Any], SegmentationMetrics]:
     """Run a model over a loader: loss and the shared metric collection (every image counted).
 
-    pool > 1: probabilities and masks are max-pooled by it before scoring (a model on upsampled
-    faces scored at the images' own size, utils.data.pairs.upsampling_factor); on_batch gets
-    each batch with the probabilities and masks as scored."""
+    A model on upsampled faces is scored at the images' own size: its probabilities and masks
+    are max-pooled back (utils.data.pairs.upsampling_factor; the factor is out["pool"]).
+    on_batch gets each batch with the probabilities and masks as scored."""
+    data = loader.dataset
+    pool = upsampling_factor(data.recipe.get("image_size"), data.pairs)
     model.eval()
     metrics = SegmentationMetrics(threshold=threshold, bins=bins, curve=curve, device=device)
     loss_sum = torch.zeros((), device=device)
@@ -51,6 +54,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
             on_batch(batch, probs, target)
         n += x.shape[0]
     out = metrics.compute()  # torchmetrics sums the states over ranks first
+    out["pool"] = pool
     totals = distributed.sum_across(torch.stack([loss_sum.float(),
                                                  torch.tensor(float(n), device=device)]))
     out["val_loss"] = float(totals[0] / totals[1].clamp(min=1)) if criterion is not None \

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from utils.checkpoints import load_checkpoint, model_from_checkpoint
 from utils.data.dataset import WrinkleDataset
-from utils.data.pairs import find_pairs, min_image_side, resolve_pairs, upsampling_factor
+from utils.data.pairs import find_pairs, min_image_side, resolve_pairs
 from utils.data.splits import write_ids
 from utils.errors import UserError
 from utils.evaluation.metrics import SegmentationMetrics
@@ -196,8 +196,7 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
     report = find_pairs(d["image_dir"], d["mask_dir"], d["face_labels_dir"], progress=False,
                         min_side=min_image_side(d["image_size"]))
     by_id = {p.id: p for p in report.pairs}
-    pairs = [by_id[i] for i in ids]
-    ds = WrinkleDataset(pairs, ckpt["preprocess"])
+    ds = WrinkleDataset([by_id[i] for i in ids], ckpt["preprocess"])
     loader = DataLoader(ds, batch_size=cfg["eval"]["batch_size"], shuffle=False)
     got: dict[str, list] = {"ids": [], "probs": [], "masks": []}
 
@@ -208,8 +207,7 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
 
     validate(model, loader, device, amp_dtype(device, cfg["train"]["amp"]), None,
              ckpt.get("threshold", 0.5), cfg["eval"]["auc_bins"], True, progress,
-             desc="held-out faces", on_batch=keep,
-             pool=upsampling_factor(ckpt["preprocess"].get("image_size"), pairs))
+             desc="held-out faces", on_batch=keep)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(got["ids"]), probs=np.concatenate(got["probs"]),
                         masks=np.concatenate(got["masks"]))

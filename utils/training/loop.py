@@ -32,14 +32,7 @@ from utils.checkpoints import (
 )
 from utils.config import save_config
 from utils.data.dataset import WrinkleDataset, batch_to_device, build_augmentation, input_recipe
-from utils.data.pairs import (
-    Pair,
-    find_pairs,
-    ids_of,
-    min_image_side,
-    resolve_pairs,
-    upsampling_factor,
-)
+from utils.data.pairs import Pair, find_pairs, ids_of, min_image_side, resolve_pairs
 from utils.data.splits import make_split, read_ids, save_split
 from utils.distributed import UnpaddedDistributedSampler
 from utils.errors import UserError
@@ -189,8 +182,6 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
                               build_augmentation(cfg["augment"]), seed=t["seed"],
                               target=d["target"], pool=pool, pool_per_epoch=d["pseudo_per_epoch"])
     val_ds = WrinkleDataset([by_id[i] for i in split["val"]], recipe, target=d["target"])
-    # validation figures at the images' own size, as evaluate.py and cross-validation score them
-    val_pool = upsampling_factor(recipe["image_size"], val_ds.pairs)
     loader_kw: dict[str, Any] = {"num_workers": d["num_workers"],
                                  "pin_memory": device.type == "cuda"}
     if d["num_workers"] > 0:  # workers live across epochs; they read the epoch from shared memory
@@ -263,8 +254,7 @@ def _train(cfg: dict[str, Any], d: dict[str, Any], t: dict[str, Any], info: dist
         train_loss = _train_epoch(model, train_loader, criterion, optimizer, scheduler, scaler,
                                   device, dtype, t, epoch, progress, last_path)
         val = validate(model, val_loader, device, dtype, criterion, threshold,
-                       cfg["eval"]["auc_bins"], t["channels_last"], progress,
-                       pool=val_pool)[0] if has_val else {}
+                       cfg["eval"]["auc_bins"], t["channels_last"], progress)[0] if has_val else {}
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val["jaccard"])
