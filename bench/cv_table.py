@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+
 from utils.errors import UserError, run_cli  # noqa: E402
 
 HEADER = ("| folder | recipe | fold seed | OOF pooled F1 | folds (mean ± sd) | best threshold (F1) "
@@ -57,19 +59,21 @@ def _ms(folder: Path, done: list[int], repeats: int) -> str:
 
     if not repeats or not done:
         return ""
+    if not (folder / f"fold{done[0]}" / "last.pth").is_file():
+        return "(no model kept)"
     t = time_model(folder / f"fold{done[0]}" / "last.pth", repeats=repeats)
     return f"{1000 * t['model_s']:.0f} ({t['backend']})"
 
 
 def row(folder: Path, repeats: int = 0) -> str | None:
     """One markdown row for a cross-validation folder (with ms per face when repeats > 0)."""
-    from utils.training.crossval import pooled_f1, read_oof
+    from utils.training.crossval import f1_of, has_oof, read_counts
 
     if not (folder / "folds.json").is_file():
         return None
     folds_json = json.loads((folder / "folds.json").read_text(encoding="utf-8"))
     k, seed = folds_json["k"], folds_json["seed"]
-    done = [i for i in range(k) if (folder / f"fold{i}" / "oof.npz").is_file()]
+    done = [i for i in range(k) if has_oof(folder, i)]
     if not done:
         return None
     report = folder / "report.json"
@@ -82,10 +86,10 @@ def row(folder: Path, repeats: int = 0) -> str | None:
                 f"{statistics.fmean(folds):.3f} ± {sd:.3f} | {t['best']} ({t['best_f1']:.3f}) | "
                 f"{r['training_fold_minutes']:.0f} | {_ms(folder, done, repeats)} |")
     # some folds done: their figures, pooled over them, and said so
-    parts = [read_oof(folder, i) for i in done]
-    per = [pooled_f1([p], [0.5])[0] for p in parts]
+    parts = [read_counts(folder, i, 0.5)[1] for i in done]
+    per = [f1_of(c) for c in parts]
     return (f"| {folder.name} (folds {', '.join(map(str, done))} of {k}) | {_recipe(folder)} | "
-            f"{seed} | {pooled_f1(parts, [0.5])[0]:.3f} | {', '.join(f'{f:.3f}' for f in per)} | "
+            f"{seed} | {f1_of(np.concatenate(parts)):.3f} | {', '.join(f'{f:.3f}' for f in per)} | "
             f"| {sum(_minutes(folder, i) for i in done):.0f} | {_ms(folder, done, repeats)} |")
 
 

@@ -7,9 +7,12 @@ bench/bench_averaging.py). Over the folds both have finished: each fold's pooled
 --threshold for A and B and the difference B - A (mean and standard deviation over folds, the
 spread a recipe change is judged against), the pooled F1 over all those faces, and a 95 %
 bootstrap interval of the pooled difference from resampling faces (the only spread one fold has).
+A folder whose probabilities are gone (bench/results/cv keeps only per-face counts) is compared
+at one of its candidate thresholds.
 
     python bench/paired.py runs/cv/v3 runs/cv/v3_e40
     python bench/paired.py runs/cv/v3 runs/cv/v3:oof_flip --out runs/paired_flip.json
+    python bench/paired.py bench/results/cv/v3 bench/results/cv/v3_e40 -t 0.85
 """
 
 from __future__ import annotations
@@ -27,24 +30,12 @@ import numpy as np  # noqa: E402
 
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.io import write_json  # noqa: E402
-from utils.training.crossval import read_oof  # noqa: E402
+from utils.training.crossval import f1_of, has_oof, read_counts  # noqa: E402
 
 
 def _split(spec: str) -> tuple[Path, str]:
     folder, _, name = spec.partition(":")
     return Path(folder), name or "oof"
-
-
-def _counts(probs: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
-    """Per face: true positives, predicted pixels, true pixels."""
-    pred = probs.astype(np.float32) > threshold
-    axes = tuple(range(1, pred.ndim))
-    return np.stack([(pred & truth).sum(axes), pred.sum(axes), truth.sum(axes)], 1).astype(float)
-
-
-def _f1(c: np.ndarray) -> float:
-    denom = c[:, 1].sum() + c[:, 2].sum()
-    return float(2 * c[:, 0].sum() / denom) if denom else float("nan")
 
 
 def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int = 0) -> dict:
@@ -59,21 +50,19 @@ def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int
     if folds[0] != folds[1]:
         raise UserError(f"{fa} and {fb} hold out different faces (other folds): a paired "
                         "comparison needs the same --fold-seed, --folds and --limit")
-    common = [k for k in range(len(folds[0]))
-              if (fa / f"fold{k}" / f"{na}.npz").is_file()
-              and (fb / f"fold{k}" / f"{nb}.npz").is_file()]
+    common = [k for k in range(len(folds[0])) if has_oof(fa, k, na) and has_oof(fb, k, nb)]
     if not common:
         raise UserError(f"{a} and {b} have no finished fold in common")
     ca, cb, per_fold = [], [], []
     for k in common:
-        pa, pb = read_oof(fa, k, na), read_oof(fb, k, nb)
-        where = {str(i): n for n, i in enumerate(pb["ids"])}
-        if set(where) != {str(i) for i in pa["ids"]}:
+        ids_a, xa = read_counts(fa, k, threshold, na)
+        ids_b, xb = read_counts(fb, k, threshold, nb)
+        where = {i: n for n, i in enumerate(ids_b)}
+        if set(where) != set(ids_a):
             raise UserError(f"fold {k}: {a} and {b} hold different faces")
-        order = [where[str(i)] for i in pa["ids"]]  # B's rows in A's order
-        xa = _counts(pa["probs"], pa["masks"], threshold)
-        xb = _counts(pb["probs"][order], pb["masks"][order], threshold)
-        per_fold.append({"fold": k, "a": _f1(xa), "b": _f1(xb), "b_minus_a": _f1(xb) - _f1(xa)})
+        xb = xb[[where[i] for i in ids_a]]  # B's rows in A's order
+        fa1, fb1 = f1_of(xa), f1_of(xb)
+        per_fold.append({"fold": k, "a": fa1, "b": fb1, "b_minus_a": fb1 - fa1})
         ca.append(xa)
         cb.append(xb)
     ca, cb = np.concatenate(ca), np.concatenate(cb)
@@ -81,12 +70,12 @@ def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int
     boot = []
     for _ in range(draws):
         pick = rng.integers(0, len(ca), len(ca))
-        boot.append(_f1(cb[pick]) - _f1(ca[pick]))
+        boot.append(f1_of(cb[pick]) - f1_of(ca[pick]))
     diffs = [f["b_minus_a"] for f in per_fold]
     return {"a": a, "b": b, "threshold": threshold, "faces": len(ca), "folds": per_fold,
             "fold_difference": {"mean": statistics.fmean(diffs),
                                 "sd": statistics.stdev(diffs) if len(diffs) > 1 else None},
-            "pooled": {"a": _f1(ca), "b": _f1(cb), "b_minus_a": _f1(cb) - _f1(ca),
+            "pooled": {"a": f1_of(ca), "b": f1_of(cb), "b_minus_a": f1_of(cb) - f1_of(ca),
                        "bootstrap_95": [float(np.percentile(boot, 2.5)),
                                         float(np.percentile(boot, 97.5))],
                        "share_of_draws_b_better": float(np.mean(np.array(boot) > 0))}}

@@ -17,6 +17,7 @@
 #    ensemble teacher, fold k's 25- and 40-epoch models), 60 epochs, width 48, faces upsampled to
 #    512 px (scored at 256 px, the images' own size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
+# After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git.
 set -euo pipefail
 {  # read whole before it runs: editing this file cannot derail a running queue
 OUT=${1:-runs/cv}
@@ -32,6 +33,7 @@ cv() {  # cv NAME [cross_validate.py flags]
     echo "== $name: $* ($(date +%H:%M))"
     "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/$name" --no-progress \
         ${SETS[@]+"${SETS[@]}"} "$@"
+    bash bench/keep_cv.sh "$OUT/$name"  # its small files into bench/results/cv, for git
 }
 for k in 0 1 2 3 4; do
     cv v3 --fold "$k"
@@ -49,6 +51,7 @@ cv v3_w48 --set model.base_channels=48 --jobs "$JOBS"
 cv v3_s512 --set data.image_size=512 --jobs "$JOBS"
 for name in v3 v3_e40 v3_e60 v3_st66 v3_st132 v3_st66_ens v3_w48 v3_s512; do
     "$PY" bench/bench_averaging.py --cv "$OUT/$name" --out "$OUT/$name/averaging.json"
+    bash bench/keep_cv.sh "$OUT/$name"
 done
 "$PY" bench/bench_averaging.py --cv "$OUT/v3" "$OUT/v3_seed1" --out "$OUT/ensemble_v3.json"
 "$PY" bench/paired.py "$OUT/v3" "$OUT/v3_e40" --out "$OUT/paired_e40_seed0.json"

@@ -86,6 +86,7 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
     assert len(report["epochs"]["mean_held_out_f1"]) == 4
     spread = report["fold_spread"]["f1"]
     assert spread["mean"] == pytest.approx(np.mean(report["folds"]["f1"]))
+    _kept_counts_give_the_same_figures(out, report, tmp_path)
 
     # evaluate.py on fold 1's model and faces gives that fold's figures
     ev = evaluate(out / "fold1" / "last.pth", tmp_path / "ev", split=str(out / "fold1_ids.txt"),
@@ -143,6 +144,51 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
               str(out / "report.json"), "--threshold", "0.123"])
     with pytest.raises(UserError, match="needs --oof-report"):
         main([str(out / "fold1" / "last.pth"), str(tmp_path / "x.pth"), "--threshold", "oof"])
+
+
+def _kept_counts_give_the_same_figures(out, report, tmp_path):
+    """bench/keep_cv.sh keeps a few kilobytes per fold; paired.py and cv_table.py read them as
+    they read the full folder, at the candidate thresholds."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import cv_table
+    import paired
+
+    from utils.training.crossval import f1_of, read_counts
+
+    counts = [read_counts(out, k, 0.5) for k in range(3)]
+    assert f1_of(np.concatenate([c for _, c in counts])) == pytest.approx(
+        report["pooled"]["f1"], abs=1e-6)
+    assert [f1_of(c) for _, c in counts] == pytest.approx(report["folds"]["f1"], abs=1e-6)
+    # a copy whose fold 0 lost its counts file (predicted before counts were kept) gets it back
+    full = tmp_path / "full"
+    shutil.copytree(out, full)
+    (full / "fold0" / "oof.counts.json").unlink()
+    env = {"KEEP_CV_DEST": str(tmp_path / "kept"), "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(full)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    kept = tmp_path / "kept" / "full"
+    assert not list(kept.rglob("*.npz")) and not list(kept.rglob("*.pth"))
+    assert sum(f.stat().st_size for f in kept.rglob("*")) < 100_000
+    for t in (0.5, report["thresholds"]["best"]):
+        a, b = paired.compare(str(out), str(full), t), paired.compare(str(out), str(kept), t)
+        assert a["pooled"]["b_minus_a"] == b["pooled"]["b_minus_a"] == 0
+        assert b["pooled"]["b"] == pytest.approx(a["pooled"]["a"], abs=1e-9)
+        assert [f["b"] for f in b["folds"]] == pytest.approx(report["folds"]["f1"] if t == 0.5
+                                                             else [f["a"] for f in a["folds"]])
+    assert cv_table.row(kept) == cv_table.row(out).replace("| cv |", "| full |")
+    paired.compare(str(out), str(full), 0.123)  # probabilities kept: any threshold
+    with pytest.raises(UserError, match="not one of its candidates"):
+        paired.compare(str(out), str(kept), 0.123)
+    bad = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(tmp_path)], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no folds.json" in bad.stderr
 
 
 def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):

@@ -11,7 +11,14 @@ A cross-validation folder holds:
     folds.json                 K, seed, the ids of each fold (fixed once written)
     fold<k>/                   one training run folder (last.pth, history.csv, summary.json, ...)
     fold<k>/oof.npz            the held-out faces: ids, probabilities (float16), true masks
+    fold<k>/oof.counts.json    the same faces as counts: per face and candidate threshold, the
+                               predicted and the correctly predicted pixels, and the true pixels
     report.json                the out-of-fold figures (`summarize`)
+
+The counts are a few kilobytes per fold where the probabilities are megabytes: they are what
+bench/results/cv keeps in git (with the JSON and CSV files of each folder), so the figures of a
+recipe compared in the README can be recomputed by bench/paired.py and bench/cv_table.py without
+its training runs.
 
 Everything is resumable: a finished fold is skipped, a killed one resumes from its last.pth.
 """
@@ -208,10 +215,84 @@ def predict_held_out(checkpoint: Path, cfg: dict[str, Any], ids: list[str], out:
     validate(model, loader, device, amp_dtype(device, cfg["train"]["amp"]), None,
              ckpt.get("threshold", 0.5), cfg["eval"]["auc_bins"], True, progress,
              desc="held-out faces", on_batch=keep)
+    probs, masks = np.concatenate(got["probs"]), np.concatenate(got["masks"])
     tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez_compressed(tmp, ids=np.array(got["ids"]), probs=np.concatenate(got["probs"]),
-                        masks=np.concatenate(got["masks"]))
+    np.savez_compressed(tmp, ids=np.array(got["ids"]), probs=probs, masks=masks)
+    write_counts(counts_path(out), got["ids"], probs, masks)
     tmp.replace(out)
+
+
+def counts_path(npz: Path) -> Path:
+    """The counts file beside held-out predictions (fold<k>/oof.npz -> fold<k>/oof.counts.json)."""
+    return npz.with_name(npz.stem + ".counts.json")
+
+
+def face_counts(probs: np.ndarray, masks: np.ndarray, threshold: float) -> np.ndarray:
+    """Per face: correctly predicted pixels, predicted pixels, true pixels (an n x 3 array)."""
+    pred = probs.astype(np.float32) > threshold
+    axes = tuple(range(1, pred.ndim))
+    return np.stack([(pred & masks).sum(axes), pred.sum(axes), masks.sum(axes)], 1).astype(float)
+
+
+def write_counts(path: Path, ids: Sequence[str], probs: np.ndarray, masks: np.ndarray,
+                 thresholds: Sequence[float] = THRESHOLDS) -> None:
+    """Held-out predictions as per-face counts at every candidate threshold (see the module
+    docstring): enough for pooled and per-fold F1, precision, recall and paired differences."""
+    per = [face_counts(probs, masks, t) for t in thresholds]
+    write_json(path, {"ids": [str(i) for i in ids], "thresholds": list(thresholds),
+                      "true": per[0][:, 2].astype(int).tolist(),
+                      "hit": np.stack([c[:, 0] for c in per], 1).astype(int).tolist(),
+                      "predicted": np.stack([c[:, 1] for c in per], 1).astype(int).tolist()})
+
+
+def ensure_counts(folder: str | Path) -> list[Path]:
+    """Write the counts file of every held-out prediction file in a cross-validation folder
+    that lacks one (predictions made before counts were kept); return the files written."""
+    written = []
+    for npz in sorted(Path(folder).glob("fold*/*.npz")):
+        path = counts_path(npz)
+        if npz.name.endswith(".tmp.npz") or path.is_file():
+            continue
+        with np.load(npz) as z:
+            write_counts(path, [str(i) for i in z["ids"]], z["probs"], z["masks"])
+        written.append(path)
+    return written
+
+
+def has_oof(folder: str | Path, k: int, name: str = "oof") -> bool:
+    """Whether fold k holds held-out predictions, as probabilities or as counts."""
+    run = Path(folder) / f"fold{k}"
+    return (run / f"{name}.npz").is_file() or counts_path(run / f"{name}.npz").is_file()
+
+
+def read_counts(folder: str | Path, k: int, threshold: float, name: str = "oof"
+                ) -> tuple[list[str], np.ndarray]:
+    """Fold k's face ids and their counts at `threshold` (`face_counts`): from the
+    probabilities where the fold still has them (any threshold), else from its counts file (one
+    of its candidate thresholds)."""
+    npz = Path(folder) / f"fold{k}" / f"{name}.npz"
+    if npz.is_file():
+        part = read_oof(folder, k, name)
+        return [str(i) for i in part["ids"]], face_counts(part["probs"], part["masks"], threshold)
+    path = counts_path(npz)
+    if not path.is_file():
+        raise UserError(f"{npz}: fold {k} has no held-out predictions yet; run its training first")
+    c = json.loads(path.read_text(encoding="utf-8"))
+    hit = [i for i, t in enumerate(c["thresholds"]) if abs(t - threshold) < 1e-9]
+    if not hit:
+        raise UserError(f"{path}: threshold {threshold} is not one of its candidates "
+                        f"({', '.join(map(str, c['thresholds']))}) and the probabilities are "
+                        "not kept; use one of those")
+    j = hit[0]
+    counts = np.array([[h[j], p[j], t] for h, p, t in
+                       zip(c["hit"], c["predicted"], c["true"], strict=True)], dtype=float)
+    return list(c["ids"]), counts
+
+
+def f1_of(counts: np.ndarray) -> float:
+    """Pooled F1 of per-face counts (`face_counts`)."""
+    denom = counts[:, 1].sum() + counts[:, 2].sum()
+    return float(2 * counts[:, 0].sum() / denom) if denom else float("nan")
 
 
 def next_batch(pending: list[int], running: int, jobs: int, cores: int,
