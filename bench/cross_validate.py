@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlay", nargs="+", metavar="ID", default=[],
                    help="also write <out>/overlays/<id>.png: the face beside its out-of-fold "
                         "prediction (at the best threshold out of fold) and its mask")
+    p.add_argument("--reuse-kept", type=Path, metavar="FOLDER",
+                   help="count the folds finished in FOLDER (this recipe's copy in "
+                        "bench/results/cv, made by bench/keep_cv.sh) as done: their held-out "
+                        "counts are copied, not retrained (a folder that does not exist yet is "
+                        "ignored). Such folds have no model: no flips, ensembles or teachers")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         format_report,
         labelled_ids,
         load_or_make_folds,
+        reuse_kept,
         run_fold,
         summarize,
     )
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{out / 'recipe.json'}: this folder holds another recipe "
                         f"({(out / 'recipe.json').read_text(encoding='utf-8').strip()}); use "
                         "another --out folder")
+    if args.reuse_kept:
+        reuse_kept(out, args.reuse_kept, recipe, folds)
     wanted = args.fold if args.fold else list(range(len(folds)))
     bad = [k for k in wanted if not 0 <= k < len(folds)]
     if bad:

@@ -4,12 +4,13 @@
 # held-out predictions as per-face counts (fold<k>/*.counts.json, a few kilobytes where the
 # probabilities and the model are megabytes). bench/paired.py and bench/cv_table.py read such a
 # folder as they read the full one, so the README's comparisons can be recomputed without the
-# training runs, on any machine and in any later session.
+# training runs, on any machine and in any later session, and bench/cross_validate.py
+# --reuse-kept counts them as done (bench/recipe_queue.sh does), so a queue goes on where it was.
 #
 #   bash bench/keep_cv.sh runs/cv/v3 runs/cv/v3_e40
 set -euo pipefail
 if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     [ $# -eq 0 ] && exit 1 || exit 0
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,15 @@ for src in "$@"; do
         exit 1
     fi
     name=$(basename "$src")
+    if [ -f "$DEST/$name/recipe.json" ] && ! cmp -s "$src/recipe.json" "$DEST/$name/recipe.json"; then
+        echo "error: $DEST/$name holds another recipe than $src (recipe.json differs); keep" \
+            "this one under another folder name" >&2
+        exit 1
+    fi
+    if [ -f "$DEST/$name/folds.json" ] && ! cmp -s "$src/folds.json" "$DEST/$name/folds.json"; then
+        echo "error: $DEST/$name holds other folds than $src (folds.json differs)" >&2
+        exit 1
+    fi
     # predictions made before counts were kept get theirs now
     (cd "$REPO" && "$PY" -c 'import sys; from utils.training.crossval import ensure_counts
 for p in ensure_counts(sys.argv[1]): print(f"counted {p}")' "$(cd "$src" && pwd)")

@@ -17,7 +17,9 @@
 #    ensemble teacher, fold k's 25- and 40-epoch models), 60 epochs, width 48, faces upsampled to
 #    512 px (scored at 256 px, the images' own size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
-# After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git.
+# After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
+# folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
+# stopped, for every step that needs no fold model (those after step 2 need the v3 models).
 set -euo pipefail
 {  # read whole before it runs: editing this file cannot derail a running queue
 OUT=${1:-runs/cv}
@@ -32,7 +34,7 @@ cv() {  # cv NAME [cross_validate.py flags]
     shift
     echo "== $name: $* ($(date +%H:%M))"
     "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/$name" --no-progress \
-        ${SETS[@]+"${SETS[@]}"} "$@"
+        --reuse-kept "bench/results/cv/$name" ${SETS[@]+"${SETS[@]}"} "$@"
     bash bench/keep_cv.sh "$OUT/$name"  # its small files into bench/results/cv, for git
 }
 for k in 0 1 2 3 4; do

@@ -86,7 +86,7 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
     assert len(report["epochs"]["mean_held_out_f1"]) == 4
     spread = report["fold_spread"]["f1"]
     assert spread["mean"] == pytest.approx(np.mean(report["folds"]["f1"]))
-    _kept_counts_give_the_same_figures(out, report, tmp_path)
+    _kept_counts_give_the_same_figures(out, report, tmp_path, cfg, folds)
 
     # evaluate.py on fold 1's model and faces gives that fold's figures
     ev = evaluate(out / "fold1" / "last.pth", tmp_path / "ev", split=str(out / "fold1_ids.txt"),
@@ -146,9 +146,10 @@ def test_out_of_fold_pipeline_on_tiny_folds(small_data, tmp_path):
         main([str(out / "fold1" / "last.pth"), str(tmp_path / "x.pth"), "--threshold", "oof"])
 
 
-def _kept_counts_give_the_same_figures(out, report, tmp_path):
+def _kept_counts_give_the_same_figures(out, report, tmp_path, cfg, folds):
     """bench/keep_cv.sh keeps a few kilobytes per fold; paired.py and cv_table.py read them as
-    they read the full folder, at the candidate thresholds."""
+    they read the full folder, at the candidate thresholds, and a new run of the same recipe
+    counts those folds as done (--reuse-kept) and reports the same figures."""
     import shutil
     import subprocess
     import sys
@@ -159,8 +160,10 @@ def _kept_counts_give_the_same_figures(out, report, tmp_path):
     import cv_table
     import paired
 
-    from utils.training.crossval import f1_of, read_counts
+    from utils.training.crossval import f1_of, format_report, read_counts, reuse_kept
 
+    recipe = {"config": "tiny", "set": [], "epochs": 4}
+    (out / "recipe.json").write_text(json.dumps(recipe))
     counts = [read_counts(out, k, 0.5) for k in range(3)]
     assert f1_of(np.concatenate([c for _, c in counts])) == pytest.approx(
         report["pooled"]["f1"], abs=1e-6)
@@ -189,6 +192,26 @@ def _kept_counts_give_the_same_figures(out, report, tmp_path):
     bad = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(tmp_path)], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "no folds.json" in bad.stderr
+
+    # a new machine: the kept folds count as done, and the report is the same
+    new = tmp_path / "new"
+    assert load_or_make_folds(new, sorted(i for f in folds for i in f), 3, 0) == folds
+    assert reuse_kept(new, kept, recipe, folds, log=lambda s: None) == [0, 1, 2]
+    assert run_fold(cfg, new, 1, folds, progress=False, log=lambda s: None)["epochs_run"] == 4
+    assert not list(new.rglob("*.pth"))  # nothing trained
+    again = summarize(new)
+    for key in ("f1", "jaccard", "precision", "recall", "macro_f1"):
+        assert again["pooled"][key] == pytest.approx(report["pooled"][key], abs=1e-6)
+        assert again["folds"][key] == pytest.approx(report["folds"][key], abs=1e-6)
+    assert again["thresholds"]["pooled_f1"] == pytest.approx(report["thresholds"]["pooled_f1"])
+    assert again["thresholds"]["best"] == report["thresholds"]["best"]
+    assert "auroc" not in again["pooled"] and "counts only" in format_report(again)
+    with pytest.raises(UserError, match="another recipe"):
+        reuse_kept(tmp_path / "other", kept, dict(recipe, epochs=40), folds)
+    (full / "recipe.json").write_text(json.dumps(dict(recipe, epochs=40)))
+    mixed = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(full)], env=env,
+                           capture_output=True, text=True)
+    assert mixed.returncode == 1 and "another recipe" in mixed.stderr
 
 
 def test_a_killed_fold_resumes_from_its_last_checkpoint(small_data, tmp_path):

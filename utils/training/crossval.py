@@ -155,9 +155,10 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
         for t in folders:
             check_teachers(t, folds)
             model = Path(t) / f"fold{k}" / "last.pth"
-            if not (model.parent / "summary.json").is_file():
+            if not (model.parent / "summary.json").is_file() or not model.is_file():
                 raise UserError(f"{model}: the teacher of fold {k} is missing or unfinished "
-                                "(finish that fold of the teachers' cross-validation first)")
+                                "(finish that fold of the teachers' cross-validation first; "
+                                "a fold reused from bench/results/cv has no model)")
             models.append(model)
         pseudo = folder / f"pseudo{k}"
         write_soft_labels(models, cfg["data"]["image_dir"],
@@ -171,8 +172,8 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
     fcfg["data"]["exclude_ids"] = _exclude_file(folder, cfg, set().union(*map(set, folds)))
     run = folder / f"fold{k}"
     oof = run / "oof.npz"
-    if oof.exists() and (run / "summary.json").exists():
-        log(f"fold {k}: done before, kept ({oof})")
+    if has_oof(folder, k) and (run / "summary.json").exists():
+        log(f"fold {k}: done before, kept ({oof if oof.exists() else counts_path(oof)})")
         return json.loads((run / "summary.json").read_text(encoding="utf-8"))
     last = run / "last.pth"
     summary_path = run / "summary.json"
@@ -344,6 +345,63 @@ def pooled_f1(parts: list[dict[str, np.ndarray]], thresholds: Sequence[float]) -
     return out
 
 
+def _count_metrics(c: np.ndarray) -> dict[str, float]:
+    tp, pred, true = c[:, 0].sum(), c[:, 1].sum(), c[:, 2].sum()
+    defined = (c[:, 1] + c[:, 2]) > 0  # faces with neither have no F1 (as SegmentationMetrics)
+    per_face = 2 * c[defined, 0] / (c[defined, 1] + c[defined, 2])
+
+    def ratio(a: float, b: float) -> float:
+        return float(a / b) if b else float("nan")
+
+    return {"f1": f1_of(c), "jaccard": ratio(tp, pred + true - tp), "precision": ratio(tp, pred),
+            "recall": ratio(tp, true),
+            "macro_f1": float(per_face.mean()) if per_face.size else float("nan")}
+
+
+def _metrics_from_counts(folder: Path, k: int, threshold: float, thresholds: Sequence[float]
+                         ) -> tuple[dict[str, float], list[dict[str, float]], list[float]]:
+    """Pooled and per-fold figures, and the pooled F1 at each candidate, from per-face counts."""
+    at = [read_counts(folder, i, threshold)[1] for i in range(k)]
+    f1s = [f1_of(np.concatenate([read_counts(folder, i, t)[1] for i in range(k)]))
+           for t in thresholds]
+    return _count_metrics(np.concatenate(at)), [_count_metrics(c) for c in at], f1s
+
+
+def reuse_kept(out: str | Path, kept: str | Path, recipe: dict[str, Any],
+               folds: list[list[str]], log: Callable[[str], None] = print) -> list[int]:
+    """Count the folds finished in `kept` (a bench/results/cv copy of the same recipe on the same
+    folds, bench/keep_cv.sh) as done in `out`: their summaries, histories and counts are copied
+    there, so a queue that lost its training runs with its machine goes on where it was. Folds
+    `out` holds already are left as they are. Returns the folds reused."""
+    import shutil
+
+    out, kept = Path(out), Path(kept)
+    if not (kept / "folds.json").is_file():
+        return []
+    theirs = json.loads((kept / "folds.json").read_text(encoding="utf-8"))["folds"]
+    if [sorted(f) for f in theirs] != [sorted(f) for f in folds]:
+        raise UserError(f"{kept / 'folds.json'}: other folds than {out / 'folds.json'}; "
+                        "reuse needs the same --fold-seed, --folds and --limit")
+    their_recipe = kept / "recipe.json"
+    if not their_recipe.is_file() or json.loads(their_recipe.read_text("utf-8")) != recipe:
+        raise UserError(f"{their_recipe}: another recipe than this run's ({json.dumps(recipe)}); "
+                        "reuse only the kept folds of the same recipe")
+    reused = []
+    for i in range(len(folds)):
+        src, dst = kept / f"fold{i}", out / f"fold{i}"
+        if not (src / "summary.json").is_file() or not has_oof(kept, i):
+            continue
+        if (dst / "summary.json").is_file() or (dst / "last.pth").is_file():
+            continue  # trained (or training) here
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.suffix in (".json", ".csv"):
+                shutil.copy2(f, dst / f.name)
+        reused.append(i)
+        log(f"fold {i}: reused from {kept} (counts only, no model)")
+    return reused
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -370,21 +428,29 @@ def summarize(folder: str | Path, threshold: float = 0.5, bins: int = 200,
     folder = Path(folder)
     stored = json.loads((folder / "folds.json").read_text(encoding="utf-8"))
     k = stored["k"]
-    parts = [read_oof(folder, i) for i in range(k)]
-    pooled = _metrics(parts, threshold, bins)
-    per_fold = [_metrics([p], threshold, bins) for p in parts]
-    keys = ("f1", "jaccard", "precision", "recall", "f1_tol1", "macro_f1", "auroc",
-            "average_precision")
+    missing = [i for i in range(k) if not has_oof(folder, i)]
+    if missing:
+        raise UserError(f"{folder / f'fold{missing[0]}'}: fold {missing[0]} has no held-out "
+                        "predictions yet; run its training first")
+    if all((folder / f"fold{i}" / "oof.npz").is_file() for i in range(k)):
+        parts = [read_oof(folder, i) for i in range(k)]
+        pooled = _metrics(parts, threshold, bins)
+        per_fold = [_metrics([p], threshold, bins) for p in parts]
+        keys: tuple[str, ...] = ("f1", "jaccard", "precision", "recall", "f1_tol1", "macro_f1",
+                                 "auroc", "average_precision")
+        f1s = pooled_f1(parts, thresholds)
+    else:  # some folds kept as counts only (reused from bench/results/cv): no AUROC, AP, 1 px
+        pooled, per_fold, f1s = _metrics_from_counts(folder, k, threshold, thresholds)
+        keys = ("f1", "jaccard", "precision", "recall", "macro_f1")
     folds = {key: [f[key] for f in per_fold] for key in keys}
     spread = {key: dict(zip(("mean", "sd"), _mean_sd(v), strict=True)) for key, v in folds.items()}
-    f1s = pooled_f1(parts, thresholds)
     best = max(range(len(thresholds)), key=lambda i: (f1s[i], -abs(thresholds[i] - threshold)))
     hist = _histories(folder, k)
     n_epochs = min(len(h) for h in hist)
     curve = [statistics.fmean(h[e]["f1"] for h in hist) for e in range(n_epochs)]
     seconds = sum(sum(r.get("seconds", 0.0) for r in h) for h in hist)
     report = {
-        "faces": int(sum(len(p["ids"]) for p in parts)), "k": k, "seed": stored["seed"],
+        "faces": sum(len(f) for f in stored["folds"]), "k": k, "seed": stored["seed"],
         "threshold": threshold, "pooled": pooled, "folds": folds, "fold_spread": spread,
         "thresholds": {"candidates": list(thresholds), "pooled_f1": f1s,
                        "best": thresholds[best], "best_f1": f1s[best]},
@@ -429,8 +495,10 @@ def format_report(report: dict[str, Any], name: str = "") -> str:
         f"  out-of-fold pooled F1 {p['f1']:.4f}  (folds {s['f1']['mean']:.4f} +- "
         f"{s['f1']['sd']:.4f})  Jaccard {p['jaccard']:.4f}  precision {p['precision']:.4f}  "
         f"recall {p['recall']:.4f}",
-        f"  F1 with 1 px tolerance {p['f1_tol1']:.4f}  per-image F1 {p['macro_f1']:.4f}  "
-        f"AUROC {p['auroc']:.4f}  AP {p['average_precision']:.4f}",
+        (f"  F1 with 1 px tolerance {p['f1_tol1']:.4f}  per-image F1 {p['macro_f1']:.4f}  "
+         f"AUROC {p['auroc']:.4f}  AP {p['average_precision']:.4f}") if "auroc" in p else
+        (f"  per-image F1 {p['macro_f1']:.4f} (no AUROC, AP or 1 px tolerance: some folds are "
+         "kept as counts only)"),
         f"  best threshold out of fold {t['best']} (pooled F1 {t['best_f1']:.4f})",
     ]
     e = report["epochs"]
