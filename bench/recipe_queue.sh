@@ -7,6 +7,9 @@
 #   bash bench/recipe_queue.sh [OUT] [JOBS]     # JOBS: processes for the 5-fold steps (default 2)
 #   SET="train.amp=off" bash bench/recipe_queue.sh   # extra --set for every recipe (space-separated)
 #
+# The folds kept in bench/results/cv were trained without SET (train.amp auto: bf16 on a CPU that
+# has it, on CUDA too): an extra --set is another recipe, and reusing those folds is refused.
+#
 # 1. fold by fold, the bundled recipe (v3) at its 25 epochs and at 40 (the candidate: on fold 0 it
 #    gained +0.016 pooled F1, and the self-trained student's gain was no more than that). Stopped
 #    anywhere, the queue leaves folds both share, which bench/paired.py compares;
