@@ -334,15 +334,8 @@ def _metrics(parts: list[dict[str, np.ndarray]], threshold: float, bins: int) ->
 
 def pooled_f1(parts: list[dict[str, np.ndarray]], thresholds: Sequence[float]) -> list[float]:
     """Pooled F1 over every face of `parts` at each threshold (fast: counts only)."""
-    probs = np.concatenate([p["probs"].reshape(-1) for p in parts]).astype(np.float32)
-    truth = np.concatenate([p["masks"].reshape(-1) for p in parts])
-    out = []
-    for t in thresholds:
-        pred = probs > t
-        tp = float(np.count_nonzero(pred & truth))
-        denom = float(np.count_nonzero(pred)) + float(np.count_nonzero(truth))
-        out.append(2 * tp / denom if denom else float("nan"))
-    return out
+    return [f1_of(np.concatenate([face_counts(p["probs"], p["masks"], t) for p in parts]))
+            for t in thresholds]
 
 
 def _count_metrics(c: np.ndarray) -> dict[str, float]:
