@@ -10,7 +10,14 @@ bootstrap interval of the pooled difference from resampling faces (the only spre
 A folder whose probabilities are gone (bench/results/cv keeps only per-face counts) is compared
 at one of its candidate thresholds.
 
+Several pairs (A1 B1 A2 B2 ..., one pair per fold seed: repeated k-fold) confirm a choice: each
+pair as above, then every fold difference of every pair together, how many folds B wins, and each
+pair's pooled gain against A's fold spread (the standard deviation of A's folds' F1, the figure a
+change must beat to be more than the luck of a split).
+
     python bench/paired.py runs/cv/v3 runs/cv/v3_e40
+    python bench/paired.py bench/results/cv/v3 bench/results/cv/v3_e40 \
+        bench/results/cv/v3_seed1 bench/results/cv/v3_e40_seed1
     python bench/paired.py runs/cv/v3 runs/cv/v3:oof_flip --out runs/paired_flip.json
     python bench/paired.py bench/results/cv/v3 bench/results/cv/v3_e40 -t 0.85
 """
@@ -72,34 +79,71 @@ def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int
         pick = rng.integers(0, len(ca), len(ca))
         boot.append(f1_of(cb[pick]) - f1_of(ca[pick]))
     diffs = [f["b_minus_a"] for f in per_fold]
+    a_folds = [f["a"] for f in per_fold]
     return {"a": a, "b": b, "threshold": threshold, "faces": len(ca), "folds": per_fold,
             "fold_difference": {"mean": statistics.fmean(diffs),
                                 "sd": statistics.stdev(diffs) if len(diffs) > 1 else None},
+            "a_fold_spread": statistics.stdev(a_folds) if len(a_folds) > 1 else None,
             "pooled": {"a": f1_of(ca), "b": f1_of(cb), "b_minus_a": f1_of(cb) - f1_of(ca),
                        "bootstrap_95": [float(np.percentile(boot, 2.5)),
                                         float(np.percentile(boot, 97.5))],
                        "share_of_draws_b_better": float(np.mean(np.array(boot) > 0))}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("a", help="cross-validation folder (or FOLDER:variant), the reference")
-    p.add_argument("b", help="cross-validation folder (or FOLDER:variant) compared with it")
-    p.add_argument("-t", "--threshold", type=float, default=0.5, help="default 0.5")
-    p.add_argument("--out", type=Path, help="JSON file for the figures")
-    args = p.parse_args(argv)
-    if not 0 < args.threshold < 1:
-        p.error("--threshold must be between 0 and 1")
-    r = compare(args.a, args.b, args.threshold)
+def repeated(pairs: list[tuple[str, str]], threshold: float = 0.5) -> dict:
+    """Paired figures of several (A, B) pairs, one per fold seed, and all their folds together."""
+    runs = [compare(a, b, threshold) for a, b in pairs]
+    diffs = [f["b_minus_a"] for r in runs for f in r["folds"]]
+    return {"threshold": threshold, "pairs": runs,
+            "fold_difference": {"mean": statistics.fmean(diffs),
+                                "sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
+                                "folds": len(diffs), "b_better": sum(d > 0 for d in diffs)},
+            "pooled_gain_over_a_spread": [
+                None if r["a_fold_spread"] is None
+                else r["pooled"]["b_minus_a"] / r["a_fold_spread"] for r in runs]}
+
+
+def _print_pair(r: dict) -> None:
     for f in r["folds"]:
         print(f"fold {f['fold']}: A {f['a']:.4f}  B {f['b']:.4f}  B - A {f['b_minus_a']:+.4f}")
     d, q = r["fold_difference"], r["pooled"]
     sd = f" +- {d['sd']:.4f}" if d["sd"] is not None else " (one fold: no fold spread)"
     print(f"per fold B - A: {d['mean']:+.4f}{sd}")
-    print(f"pooled over {r['faces']} faces at {args.threshold}: A {q['a']:.4f}  B {q['b']:.4f}  "
+    print(f"pooled over {r['faces']} faces at {r['threshold']}: A {q['a']:.4f}  B {q['b']:.4f}  "
           f"B - A {q['b_minus_a']:+.4f}, 95 % bootstrap over faces [{q['bootstrap_95'][0]:+.4f}, "
           f"{q['bootstrap_95'][1]:+.4f}]")
+    if r["a_fold_spread"] is not None:
+        print(f"A's fold spread (sd of its folds' F1): {r['a_fold_spread']:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", metavar="A B",
+                   help="pairs of cross-validation folders (or FOLDER:variant): the reference A, "
+                        "then B compared with it; more pairs (other fold seeds) to confirm")
+    p.add_argument("-t", "--threshold", type=float, default=0.5, help="default 0.5")
+    p.add_argument("--out", type=Path, help="JSON file for the figures")
+    args = p.parse_args(argv)
+    if not 0 < args.threshold < 1:
+        p.error("--threshold must be between 0 and 1")
+    if len(args.folders) % 2:
+        p.error(f"folders come in pairs (A B), got {len(args.folders)}")
+    pairs = list(zip(args.folders[::2], args.folders[1::2], strict=True))
+    if len(pairs) == 1:
+        r = compare(*pairs[0], args.threshold)
+        _print_pair(r)
+    else:
+        r = repeated(pairs, args.threshold)
+        for (a, b), one in zip(pairs, r["pairs"], strict=True):
+            print(f"== A {a}  B {b}")
+            _print_pair(one)
+        d = r["fold_difference"]
+        sd = f" +- {d['sd']:.4f}" if d["sd"] is not None else ""
+        gains = ", ".join("n/a" if g is None else f"{g:.2f}" for g in r["pooled_gain_over_a_spread"])
+        print(f"== all {d['folds']} folds of {len(pairs)} pairs: B - A {d['mean']:+.4f}{sd} per "
+              f"fold, B better on {d['b_better']} of {d['folds']}; each pair's pooled gain in "
+              f"units of A's fold spread: {gains}")
     if args.out:
         write_json(args.out, r)
         print(f"figures: {args.out}")

@@ -98,6 +98,19 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     assert low <= pair["pooled"]["b_minus_a"] <= high and pair["faces"] == 16
     with pytest.raises(UserError, match="hold out different faces"):
         compare(str(a), str(b))  # other fold seed: not paired
+    # repeated 2-fold: one pair per fold seed, and their four folds together
+    from paired import repeated
+
+    flip_report(b, 0.5)
+    both = repeated([(str(a), f"{a}:oof_flip"), (str(b), f"{b}:oof_flip")])
+    assert both["pairs"][0] == pair
+    diffs = [f["b_minus_a"] for r in both["pairs"] for f in r["folds"]]
+    assert len(diffs) == both["fold_difference"]["folds"] == 4
+    assert both["fold_difference"]["mean"] == pytest.approx(np.mean(diffs))
+    assert both["fold_difference"]["b_better"] == sum(d > 0 for d in diffs)
+    plain_b = [f["a"] for f in both["pairs"][1]["folds"]]  # fold seed 1's plain folds
+    assert both["pooled_gain_over_a_spread"][1] == pytest.approx(
+        both["pairs"][1]["pooled"]["b_minus_a"] / np.std(plain_b, ddof=1))
 
     # every face averaged over the two models that held it out, one per fold seed
     ens = ensemble_report([a, b], 0.5)
