@@ -45,6 +45,12 @@ def _split(spec: str) -> tuple[Path, str]:
     return Path(folder), name or "oof"
 
 
+def _mean_sd(values: list[float]) -> dict:
+    """Mean and standard deviation over folds (sd None for one fold: it has no spread)."""
+    return {"mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else None}
+
+
 def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int = 0) -> dict:
     """Paired figures of B against A (see the module docstring)."""
     (fa, na), (fb, nb) = _split(a), _split(b)
@@ -78,12 +84,9 @@ def compare(a: str, b: str, threshold: float = 0.5, draws: int = 2000, seed: int
     for _ in range(draws):
         pick = rng.integers(0, len(ca), len(ca))
         boot.append(f1_of(cb[pick]) - f1_of(ca[pick]))
-    diffs = [f["b_minus_a"] for f in per_fold]
-    a_folds = [f["a"] for f in per_fold]
     return {"a": a, "b": b, "threshold": threshold, "faces": len(ca), "folds": per_fold,
-            "fold_difference": {"mean": statistics.fmean(diffs),
-                                "sd": statistics.stdev(diffs) if len(diffs) > 1 else None},
-            "a_fold_spread": statistics.stdev(a_folds) if len(a_folds) > 1 else None,
+            "fold_difference": _mean_sd([f["b_minus_a"] for f in per_fold]),
+            "a_fold_spread": _mean_sd([f["a"] for f in per_fold])["sd"],
             "pooled": {"a": f1_of(ca), "b": f1_of(cb), "b_minus_a": f1_of(cb) - f1_of(ca),
                        "bootstrap_95": [float(np.percentile(boot, 2.5)),
                                         float(np.percentile(boot, 97.5))],
@@ -95,9 +98,8 @@ def repeated(pairs: list[tuple[str, str]], threshold: float = 0.5) -> dict:
     runs = [compare(a, b, threshold) for a, b in pairs]
     diffs = [f["b_minus_a"] for r in runs for f in r["folds"]]
     return {"threshold": threshold, "pairs": runs,
-            "fold_difference": {"mean": statistics.fmean(diffs),
-                                "sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
-                                "folds": len(diffs), "b_better": sum(d > 0 for d in diffs)},
+            "fold_difference": {**_mean_sd(diffs), "folds": len(diffs),
+                                "b_better": sum(d > 0 for d in diffs)},
             "pooled_gain_over_a_spread": [
                 None if r["a_fold_spread"] is None
                 else r["pooled"]["b_minus_a"] / r["a_fold_spread"] for r in runs]}
