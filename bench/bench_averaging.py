@@ -3,12 +3,15 @@
 
 Out of fold (--cv): every fold model of a finished cross-validation folder predicts the faces it
 held out as trained (fold<k>/oof.npz, from cross_validate.py) and averaged with each face's
-left-right flip (fold<k>/oof_flip.npz, written here once). With two or more folders of one recipe
-made with different --fold-seed values, each face is also predicted by the average of the models
-that held it out, one per folder: an ensemble judged on faces none of its members saw (members
-trained on 80 % of the faces; the K-fold ensemble served would hold K such models). Figures are
-pooled as cross_validate.py pools them: F1 at each candidate threshold, each fold's F1 at
---threshold, and paired differences with their spread.
+left-right flip (fold<k>/oof_flip.npz, written here once). With two or more folders, each face
+is also predicted by the average of the models that held it out, one per folder: an ensemble
+judged on faces none of its members saw. Folders of one recipe made with different --fold-seed
+values stand for the K-fold ensemble (members trained on 80 % of the faces; the one served would
+hold K such models); folders of different recipes on the same folds (a model and its self-trained
+student, two training seeds) are a servable two-model ensemble, judged fold by fold on the folds
+all of them have finished. Figures are pooled as cross_validate.py pools them: F1 at each
+candidate threshold, each fold's F1 at --threshold, and paired differences with their spread
+(against the single models' mean and against the first folder, the reference).
 
 On the clock (--time): a whole app request on a real 256 px face (face finding, landmarks,
 alignment, face region, model, paste-back, overlay, heatmap, table) and the model alone on the
@@ -25,6 +28,7 @@ and that ensemble with flips. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -50,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cv", type=Path, nargs="+", default=[],
-                   help="finished cross-validation folders of one recipe (several: one per "
-                        "fold seed)")
+                   help="cross-validation folders (several: an ensemble, one member per "
+                        "folder; one recipe on other fold seeds, or other recipes on the "
+                        "same folds, the first being the reference)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="threshold of the per-fold figures (default 0.5, as cross_validate.py)")
     p.add_argument("--time", action="store_true", help="time app requests and the model alone")
@@ -132,27 +137,44 @@ def flip_report(folder: Path, threshold: float) -> dict:
     return out
 
 
-def _by_face(folder: Path, k: int, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _by_face(folder: Path, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every held-out face of the folds that have `name` predictions, by id."""
     faces = {}
-    for i in range(k):
+    for i in range(len(_folds(folder))):
+        if not (folder / f"fold{i}" / f"{name}.npz").exists():
+            continue
         part = read_oof(folder, i, name)
         for j, face in enumerate(part["ids"]):
             faces[str(face)] = (part["probs"][j], part["masks"][j])
     return faces
 
 
+def _recipe(folder: Path) -> dict:
+    path = folder / "recipe.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def ensemble_report(folders: list[Path], threshold: float, name: str = "oof") -> dict:
     """Each face averaged over the models (one per folder) that held it out, against each
-    folder's single models, grouped by the first folder's folds for the per-fold figures."""
-    ks = [len(_folds(f)) for f in folders]
-    faces = [_by_face(f, k, name) for f, k in zip(folders, ks, strict=True)]
-    if any(set(f) != set(faces[0]) for f in faces[1:]):
+    folder's single models, grouped by the first folder's folds for the per-fold figures; only
+    faces every folder has predicted count."""
+    all_ids = [{str(i) for fold in _folds(f) for i in fold} for f in folders]
+    if any(ids != all_ids[0] for ids in all_ids[1:]):
         raise UserError("the folders hold out different faces: give folders of one data set")
     seeds = [json.loads((f / "folds.json").read_text(encoding="utf-8"))["seed"] for f in folders]
-    if len(set(seeds)) < len(seeds):
-        raise UserError(f"fold seeds {seeds}: each folder needs its own --fold-seed, or the "
-                        "members share their held-out faces and training faces alike")
-    groups = _folds(folders[0])
+    recipes = [json.dumps(_recipe(f), sort_keys=True) for f in folders]
+    for j, i in itertools.combinations(range(len(folders)), 2):
+        if seeds[i] == seeds[j] and recipes[i] == recipes[j]:
+            raise UserError(f"{folders[j]} and {folders[i]}: one recipe on one fold seed; an "
+                            "ensemble needs each member on its own --fold-seed, or another "
+                            "recipe (a student, another train.seed) on the same folds")
+    faces = [_by_face(f, name) for f in folders]
+    common = set.intersection(*(set(f) for f in faces))
+    groups = [[i for i in g if i in common] for g in _folds(folders[0])]
+    groups = [g for g in groups if g]
+    if not groups:
+        raise UserError(f"no face has {name} predictions from every folder: finish the same "
+                        "folds in each first")
 
     def parts(pick) -> list[dict[str, np.ndarray]]:
         return [{"ids": np.array(g), "probs": np.stack([pick(i) for i in g]),
@@ -164,8 +186,9 @@ def ensemble_report(folders: list[Path], threshold: float, name: str = "oof") ->
     single_mean = [statistics.fmean(vals) for vals in zip(*(s["fold_f1"] for s in singles),
                                                           strict=True)]
     return {"folders": [str(f) for f in folders], "fold_seeds": seeds, "predictions": name,
-            "single": singles, "ensemble": ens,
-            "ensemble_minus_single_mean": _paired(single_mean, ens["fold_f1"])}
+            "faces": len(common), "groups": len(groups), "single": singles, "ensemble": ens,
+            "ensemble_minus_single_mean": _paired(single_mean, ens["fold_f1"]),
+            "ensemble_minus_first": _paired(singles[0]["fold_f1"], ens["fold_f1"])}
 
 
 def _timed(fn, repeats: int) -> float:
@@ -275,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
             rep = ensemble_report(args.cv, args.threshold, name)
             result.setdefault("ensembles", {})[name] = rep
             e, d = rep["ensemble"], rep["ensemble_minus_single_mean"]
-            print(f"ensemble of {len(args.cv)} ({name}): pooled F1 {e['at_threshold']:.4f} at "
-                  f"{args.threshold}, best {e['best_f1']:.4f} at {e['best_threshold']}; "
-                  f"against the single models' mean, per fold {d['mean']:+.4f} +- {d['sd']:.4f}")
+            f = rep["ensemble_minus_first"]
+            print(f"ensemble of {len(args.cv)} ({name}, {rep['faces']} faces): pooled F1 "
+                  f"{e['at_threshold']:.4f} at {args.threshold}, best {e['best_f1']:.4f} at "
+                  f"{e['best_threshold']}; per fold against the single models' mean "
+                  f"{d['mean']:+.4f} +- {d['sd']:.4f}, against {args.cv[0]} "
+                  f"{f['mean']:+.4f} +- {f['sd']:.4f}")
     if args.time:
         checkpoint = args.checkpoint or REPO / "res" / "cp" / "default_ffhq256.pth"
         if not checkpoint.is_file():

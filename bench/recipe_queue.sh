@@ -15,14 +15,17 @@
 #    bench/paired.py compares; the config now says 40 epochs, so v3 is run with --epochs 25;
 # 2. the same two on fold seed 1, fold by fold: the confirmation of the winner (and, with seed 0,
 #    a two-member ensemble judged on faces neither member saw). Steps 1-2 are all kept in git;
-# 3. then, all folds at once: self-training (fold k's v3 model labels the 607 unlabelled faces,
-#    flip-averaged; 66 or 132 drawn per epoch beside the 132 labelled faces; 66 labelled by an
-#    ensemble teacher, fold k's 25- and 40-epoch models), 60 epochs, width 48, faces upsampled to
-#    512 px (scored at 256 px, the images' own size, as every recipe is);
+# 3. fold by fold, self-training of the bundled recipe (v4_st66): fold k's v4 model, trained again
+#    in OUT/teachers/v3_e40 because kept folds have no model, labels the 607 unlabelled faces
+#    (flip-averaged) and fold k's student trains 40 epochs on the 132 labelled faces plus 66 of
+#    those drawn afresh each epoch; a teacher and its student are trained in the same session;
+# 4. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
+#    an ensemble teacher), 60 epochs, width 48, faces upsampled to 512 px (scored at 256 px, the
+#    images' own size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 # After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
 # folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
-# stopped, for every step that needs no fold model (those after step 2 need the v3 models).
+# stopped, for every step that needs no fold model (step 4 needs the v3 models).
 set -euo pipefail
 {  # read whole before it runs: editing this file cannot derail a running queue
 OUT=${1:-runs/cv}
@@ -48,6 +51,14 @@ for k in 0 1 2 3 4; do
     cv v3_seed1 --fold-seed 1 --epochs 25 --fold "$k"
     cv v3_e40_seed1 --fold-seed 1 --epochs 40 --fold "$k"
 done
+for k in 0 1 2 3 4; do
+    [ -f "bench/results/cv/v4_st66/fold$k/summary.json" ] && continue
+    echo "== teacher of fold $k: v3_e40 ($(date +%H:%M))"
+    "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/teachers/v3_e40" --no-progress \
+        ${SETS[@]+"${SETS[@]}"} --epochs 40 --fold "$k"
+    cv v4_st66 --epochs 40 --teachers "$OUT/teachers/v3_e40" --set data.pseudo_per_epoch=66 \
+        --fold "$k"
+done
 cv v3_st66 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
 cv v3_e60 --epochs 60 --jobs "$JOBS"
 cv v3_st132 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=132 --jobs "$JOBS"
@@ -61,6 +72,7 @@ done
 "$PY" bench/bench_averaging.py --cv "$OUT/v3" "$OUT/v3_seed1" --out "$OUT/ensemble_v3.json"
 "$PY" bench/paired.py "$OUT/v3" "$OUT/v3_e40" --out "$OUT/paired_e40_seed0.json"
 "$PY" bench/paired.py "$OUT/v3_seed1" "$OUT/v3_e40_seed1" --out "$OUT/paired_e40_seed1.json"
+"$PY" bench/paired.py "$OUT/v3_e40" "$OUT/v4_st66" --out "$OUT/paired_v4_st66.json"
 "$PY" bench/cv_table.py "$OUT"/v3*
 exit
 }

@@ -42,12 +42,12 @@ def test_flips_make_the_bundled_model_see_a_mirrored_face_as_the_face():
     assert np.abs(_probs(ov, face) - both).max() < 1e-3
 
 
-def _cv(small_data, out: Path, seed: int) -> Path:
+def _cv(small_data, out: Path, seed: int, lr: float = 0.01, folds_done: int = 2) -> Path:
     from utils.training.crossval import labelled_ids, load_or_make_folds, run_fold
 
-    cfg = tiny_config(*small_data, out / "unused", epochs=3, lr=0.01)
+    cfg = tiny_config(*small_data, out / "unused", epochs=3, lr=lr)
     folds = load_or_make_folds(out, labelled_ids(cfg, log=lambda s: None), 2, seed)
-    for k in range(2):
+    for k in range(folds_done):
         run_fold(cfg, out, k, folds, progress=False, log=lambda s: None)
     return out
 
@@ -128,8 +128,25 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     assert ens["ensemble"]["at_threshold"] == pytest.approx(
         2 * (pred & truth).sum() / (pred.sum() + truth.sum()), abs=1e-6)
     assert ens["ensemble"]["at_threshold"] > 0.01  # models that learned something
+    assert ens["faces"] == 16 and ens["groups"] == 2
+    assert ens["ensemble_minus_first"]["per_fold"] == pytest.approx(
+        [e - s for s, e in zip(ens["single"][0]["fold_f1"], ens["ensemble"]["fold_f1"],
+                               strict=True)])
     with pytest.raises(UserError, match="own --fold-seed"):
         ensemble_report([a, a], 0.5)
+    # another recipe on the same folds (here another learning rate; a self-trained student in
+    # the README), one fold finished: a two-model ensemble on that fold's faces only
+    c = _cv(small_data, tmp_path / "cv0_lr", 0, lr=0.02, folds_done=1)
+    (c / "recipe.json").write_text('{"set": ["train.lr=0.02"]}', encoding="utf-8")
+    pair_ens = ensemble_report([a, c], 0.5)
+    first, other = read_oof(a, 0), read_oof(c, 0)
+    assert list(first["ids"]) == list(other["ids"]) and pair_ens["faces"] == len(first["ids"]) == 8
+    avg = (first["probs"].astype(np.float32) + other["probs"].astype(np.float32)) / 2 > 0.5
+    truth = first["masks"]
+    assert pair_ens["ensemble"]["at_threshold"] == pytest.approx(
+        2 * (avg & truth).sum() / (avg.sum() + truth.sum()), abs=1e-6)
+    assert pair_ens["ensemble_minus_first"]["per_fold"] == pytest.approx(
+        [pair_ens["ensemble"]["at_threshold"] - pair_ens["single"][0]["at_threshold"]])
 
     # the fold models exported as one file serve the average of their probabilities
     members = [a / "fold0" / "last.pth", a / "fold1" / "last.pth"]
