@@ -19,9 +19,11 @@
 #    in OUT/teachers/v3_e40 because kept folds have no model, labels the 607 unlabelled faces
 #    (flip-averaged) and fold k's student trains 40 epochs on the 132 labelled faces plus 66 of
 #    those drawn afresh each epoch; a teacher and its student are trained in the same session;
+#    beside each, the same recipe at 60 epochs of the labelled faces alone (v3_e60): as many
+#    steps as the student takes, the control its gain is judged against;
 # 4. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
-#    an ensemble teacher), 60 epochs, width 48, faces upsampled to 512 px (scored at 256 px, the
-#    images' own size, as every recipe is);
+#    an ensemble teacher), width 48, faces upsampled to 512 px (scored at 256 px, the images' own
+#    size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 # After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
 # folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
@@ -52,15 +54,16 @@ for k in 0 1 2 3 4; do
     cv v3_e40_seed1 --fold-seed 1 --epochs 40 --fold "$k"
 done
 for k in 0 1 2 3 4; do
-    [ -f "bench/results/cv/v4_st66/fold$k/summary.json" ] && continue
-    echo "== teacher of fold $k: v3_e40 ($(date +%H:%M))"
-    "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/teachers/v3_e40" --no-progress \
-        ${SETS[@]+"${SETS[@]}"} --epochs 40 --fold "$k"
-    cv v4_st66 --epochs 40 --teachers "$OUT/teachers/v3_e40" --set data.pseudo_per_epoch=66 \
-        --fold "$k"
+    if [ ! -f "bench/results/cv/v4_st66/fold$k/summary.json" ]; then
+        echo "== teacher of fold $k: v3_e40 ($(date +%H:%M))"
+        "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/teachers/v3_e40" --no-progress \
+            ${SETS[@]+"${SETS[@]}"} --epochs 40 --fold "$k"
+        cv v4_st66 --epochs 40 --teachers "$OUT/teachers/v3_e40" \
+            --set data.pseudo_per_epoch=66 --fold "$k"
+    fi
+    cv v3_e60 --epochs 60 --fold "$k"
 done
 cv v3_st66 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
-cv v3_e60 --epochs 60 --jobs "$JOBS"
 cv v3_st132 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=132 --jobs "$JOBS"
 cv v3_st66_ens --epochs 25 --teachers "$OUT/v3" "$OUT/v3_e40" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
 cv v3_w48 --epochs 25 --set model.base_channels=48 --jobs "$JOBS"
@@ -73,6 +76,7 @@ done
 "$PY" bench/paired.py "$OUT/v3" "$OUT/v3_e40" --out "$OUT/paired_e40_seed0.json"
 "$PY" bench/paired.py "$OUT/v3_seed1" "$OUT/v3_e40_seed1" --out "$OUT/paired_e40_seed1.json"
 "$PY" bench/paired.py "$OUT/v3_e40" "$OUT/v4_st66" --out "$OUT/paired_v4_st66.json"
+"$PY" bench/paired.py "$OUT/v3_e60" "$OUT/v4_st66" --out "$OUT/paired_v4_st66_e60.json"
 "$PY" bench/cv_table.py "$OUT"/v3*
 exit
 }
