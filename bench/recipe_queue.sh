@@ -77,6 +77,6 @@ done
 "$PY" bench/paired.py "$OUT/v3_seed1" "$OUT/v3_e40_seed1" --out "$OUT/paired_e40_seed1.json"
 "$PY" bench/paired.py "$OUT/v3_e40" "$OUT/v4_st66" --out "$OUT/paired_v4_st66.json"
 "$PY" bench/paired.py "$OUT/v3_e60" "$OUT/v4_st66" --out "$OUT/paired_v4_st66_e60.json"
-"$PY" bench/cv_table.py "$OUT"/v3*
+"$PY" bench/cv_table.py "$OUT"/v3* "$OUT"/v4*
 exit
 }
