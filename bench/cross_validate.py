@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override any config key (repeatable), e.g. --set loss.gamma=3")
     p.add_argument("-j", "--jobs", type=int, default=1, help="folds trained at once (processes)")
     p.add_argument("--threads", type=int, help="torch threads per fold (default: cores / jobs)")
+    p.add_argument("--device", help="where folds train: cpu, cuda or cuda:N (default: the "
+                   "recipe's train.device; its 'auto' means the CPU when --jobs > 1). With a GPU, "
+                   "--jobs N folds share it, and recipe.json records 'cuda' so that GPU folds "
+                   "are never pooled or reused with CPU ones")
     p.add_argument("--teachers", type=Path, nargs="+", metavar="CV_FOLDER",
                    help="self-training: fold k's model in this finished cross-validation folder "
                         "(same folds) labels the unlabelled faces for fold k's student "
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils.config import load_config
     from utils.io import write_json
+    from utils.runtime import resolve_device
     from utils.training.crossval import (
         check_teachers,
         format_report,
@@ -86,11 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.config}: config file not found")
     overrides = {"train.epochs": args.epochs}
     cfg = load_config(args.config, overrides, args.set)
-    if cfg["train"]["device"] == "auto" and args.jobs > 1:
-        cfg["train"]["device"] = "cpu"  # child processes share the CPU; one GPU is not split
+    if args.device:
+        cfg["train"]["device"] = args.device
+    elif cfg["train"]["device"] == "auto" and args.jobs > 1:
+        cfg["train"]["device"] = "cpu"  # child processes share the CPU unless told otherwise
+    device = cfg["train"]["device"]
+    if not args.report_only:
+        resolve_device(device)  # an unknown device or a missing GPU is named before any work
     out = Path(args.out)
     folds = load_or_make_folds(out, labelled_ids(cfg), args.folds, args.fold_seed, args.limit)
     recipe = {"config": args.config, "set": args.set, "epochs": cfg["train"]["epochs"]}
+    if device.startswith("cuda") or (device == "auto" and _has_cuda()):
+        recipe["device"] = "cuda"  # bf16 on a GPU sums in another order: a rerun, kept apart
     if args.teachers:
         names = [str(t) for t in args.teachers]
         if len(set(names)) < len(names):
@@ -113,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or os.cpu_count() or 1  # one fold at a time here: every core
     if not args.report_only:
         if args.jobs == 1 or len(wanted) == 1:
+            import cv2
             import torch
 
             torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)  # augmentation too keeps to the fold's share of cores
             for k in wanted:
                 print(f"fold {k + 1}/{len(folds)} ({len(folds[k])} held-out faces)", flush=True)
                 run_fold(cfg, out, k, folds, progress=not args.no_progress,
@@ -187,6 +201,12 @@ def _run_children(args: argparse.Namespace, argv: list[str] | None, wanted: list
                       f"{out / f'fold{k}' / 'log.txt'}", flush=True)
     if failed:
         raise UserError(f"folds {failed} failed; rerun the same command to resume them")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _without(argv: list[str], flags: set[str]) -> list[str]:

@@ -15,6 +15,7 @@ if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DEST=${KEEP_CV_DEST:-$REPO/bench/results/cv}
+mkdir -p "$DEST" && DEST=$(cd "$DEST" && pwd)  # the copies below run inside each source
 PY=${PYTHON:-$REPO/.venv/bin/python}
 for src in "$@"; do
     if [ ! -f "$src/folds.json" ]; then

@@ -172,9 +172,10 @@ def _kept_counts_give_the_same_figures(out, report, tmp_path, cfg, folds):
     full = tmp_path / "full"
     shutil.copytree(out, full)
     (full / "fold0" / "oof.counts.json").unlink()
-    env = {"KEEP_CV_DEST": str(tmp_path / "kept"), "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    # a destination relative to where the script is started (not to the folder it copies)
+    env = {"KEEP_CV_DEST": "kept", "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(full)], env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     kept = tmp_path / "kept" / "full"
     assert not list(kept.rglob("*.npz")) and not list(kept.rglob("*.pth"))
@@ -190,7 +191,7 @@ def _kept_counts_give_the_same_figures(out, report, tmp_path, cfg, folds):
     with pytest.raises(UserError, match="not one of its candidates"):
         paired.compare(str(out), str(kept), 0.123)
     bad = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(tmp_path)], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "no folds.json" in bad.stderr
 
     # a new machine: the kept folds count as done, and the report is the same
@@ -210,7 +211,7 @@ def _kept_counts_give_the_same_figures(out, report, tmp_path, cfg, folds):
         reuse_kept(tmp_path / "other", kept, dict(recipe, epochs=40), folds)
     (full / "recipe.json").write_text(json.dumps(dict(recipe, epochs=40)))
     mixed = subprocess.run(["bash", str(REPO / "bench" / "keep_cv.sh"), str(full)], env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, cwd=tmp_path)
     assert mixed.returncode == 1 and "another recipe" in mixed.stderr
 
 
@@ -259,6 +260,44 @@ def test_cross_validate_script_help_and_bad_input(tmp_path, capsys):
                           twice], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 1 and "names a folder twice" in res.stderr
     assert "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, script, "-o", str(tmp_path / "dev"), "--device", "gpu"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 1 and "unknown device 'gpu'" in res.stderr
+    assert not (tmp_path / "dev").exists()  # refused before any folder or fold is made
+
+
+@needs_data
+def test_gpu_folds_are_summarised_on_a_cpu_and_never_mixed_with_cpu_runs(tmp_path):
+    """A cross-validation trained on a lent GPU (bench/gpu_folds.sh, kept in
+    bench/results/cv_gpu) records 'cuda' in its recipe: this machine summarises it without a GPU
+    when told the device, and the same command without it is another recipe (bf16 on a GPU is a
+    rerun, never pooled with CPU folds)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    kept = REPO / "bench" / "results" / "cv_gpu" / "v3_e60"
+    folder = tmp_path / "v3_e60"
+    shutil.copytree(kept, folder)
+    (folder / "report.json").unlink()
+    base = [sys.executable, str(REPO / "bench" / "cross_validate.py"), "--config",
+            "configs/default_ffhq256.yaml", "--out", str(folder), "--epochs", "60",
+            "--report-only"]
+    res = subprocess.run([*base, "--device", "cuda"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((folder / "report.json").read_text())
+    expected = json.loads((kept / "report.json").read_text())
+    assert report["pooled"]["f1"] == pytest.approx(expected["pooled"]["f1"], abs=1e-9)
+    assert len(report["folds"]["f1"]) == 5 and 0.4 < report["pooled"]["f1"] < 0.6
+    if not torch.cuda.is_available():
+        res = subprocess.run([*base, "--device", "cpu"], capture_output=True, text=True,
+                             cwd=REPO)
+        assert res.returncode == 1 and "another recipe" in res.stderr
+        res = subprocess.run([*base[:-1], "--device", "cuda"], capture_output=True, text=True,
+                             cwd=REPO)
+        assert res.returncode == 1 and "no CUDA GPU" in res.stderr
 
 
 def test_schedule_fills_both_cores_and_gives_the_last_fold_every_core():
