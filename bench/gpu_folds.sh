@@ -12,17 +12,23 @@
 #
 # Python: the machine's python3 when its torch sees the GPU, with the packages it lacks from
 # wheels in .whl/ (carried). Data: ../shared, or .gpudata/ffhq-wrinkle-256 (carried) linked
-# there. Every 20 s and at the end, OUT_DIR/cv_gpu.tar.gz is rewritten with the small files
-# (recipes, folds, reports, per-fold summaries, histories, held-out counts, logs), so a stopped
-# run keeps the folds it finished. Then here:
+# there. Both made here, once (git ignores them through .git/info/exclude), for a Python 3.12 box
+# without albumentations: `cp -r ../shared/data/ffhq-wrinkle-256 .gpudata/` and `pip download
+# --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl`
+# albumentations albucore pydantic pydantic_core annotated-types typing-inspection simsimd
+# stringzilla typing_extensions at the versions of requirements.txt / .venv (pip freeze).
+# Every 20 s and at the end, OUT_DIR/cv_gpu.tar.gz is rewritten with the small files (recipes,
+# folds, reports, per-fold summaries, histories, held-out counts, logs), so a stopped run keeps
+# the folds it finished. Then here:
 #   tar xzf cv_gpu.tar.gz -C /tmp && KEEP_CV_DEST=bench/results/cv_gpu bash bench/keep_cv.sh /tmp/gpu/v*/
 #   python bench/paired.py bench/results/cv_gpu/v3_e40 bench/results/cv_gpu/v4_st66 \
 #       bench/results/cv_gpu/v3_e40_seed1 bench/results/cv_gpu/v4_st66_seed1
 # Environment (to test the script on a CPU): GPU_FOLDS_DEVICE (cuda), GPU_FOLDS_JOBS (5),
-# GPU_FOLDS_E40 / GPU_FOLDS_E60 (epochs, 40 / 60), GPU_FOLDS_EXTRA (more cross_validate flags).
+# GPU_FOLDS_E40 / GPU_FOLDS_E60 (epochs, 40 / 60), GPU_FOLDS_EXTRA (more cross_validate flags),
+# GPU_FOLDS_KEPT (the kept folds that count as done, bench/results/cv_gpu).
 set -uo pipefail
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
     [[ $# -lt 1 ]] && exit 1 || exit 0
 fi
 START=$SECONDS
@@ -59,7 +65,7 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
     --format=csv,noheader
 
 mkdir -p runs/gpu
-KEPT=bench/results/cv_gpu
+KEPT=${GPU_FOLDS_KEPT:-bench/results/cv_gpu}
 CV=("$PY" bench/cross_validate.py --config configs/default_ffhq256.yaml --device "$DEVICE"
     --jobs "$JOBS" --threads 1 --no-progress "${EXTRA[@]}")
 cv() {  # cv NAME FLAGS...: one recipe's five folds in runs/gpu/NAME (kept folds count as done)

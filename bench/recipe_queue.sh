@@ -10,17 +10,19 @@
 # The folds kept in bench/results/cv were trained without SET (train.amp auto: bf16 on a CPU that
 # has it, on CUDA too): an extra --set is another recipe, and reusing those folds is refused.
 #
-# 1. fold by fold, the v3 recipe at its 25 epochs and at 40 (v4, bundled since session 12: better
-#    on all five folds). Stopped anywhere, the queue leaves folds both share, which
-#    bench/paired.py compares; the config now says 40 epochs, so v3 is run with --epochs 25;
+# 1. fold by fold, the v3 recipe at its 25 epochs and at 40 (v4, bundled in sessions 12-13:
+#    better on all five folds). Stopped anywhere, the queue leaves folds both share, which
+#    bench/paired.py compares; every step names its epochs (the config says 60: v5, bundled
+#    since session 14 after GPU runs of 40 and 60 epochs on both fold seeds, bench/gpu_folds.sh);
 # 2. the same two on fold seed 1, fold by fold: the confirmation of the winner (and, with seed 0,
 #    a two-member ensemble judged on faces neither member saw). Steps 1-2 are all kept in git;
 # 3. fold by fold, self-training of the bundled recipe (v4_st66): fold k's v4 model, trained again
 #    in OUT/teachers/v3_e40 because kept folds have no model, labels the 607 unlabelled faces
 #    (flip-averaged) and fold k's student trains 40 epochs on the 132 labelled faces plus 66 of
 #    those drawn afresh each epoch; a teacher and its student are trained in the same session;
-#    beside each, the same recipe at 60 epochs of the labelled faces alone (v3_e60): as many
-#    steps as the student takes, the control its gain is judged against;
+#    beside each, the same recipe at 60 epochs of the labelled faces alone (v3_e60, now v5): as
+#    many steps as the student takes, the control its gain is judged against (the GPU's folds of
+#    both, bench/results/cv_gpu, are kept apart: recipe.json says 'cuda');
 # 4. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
 #    an ensemble teacher), width 48, faces upsampled to 512 px (scored at 256 px, the images' own
 #    size, as every recipe is);
