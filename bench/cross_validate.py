@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.training.crossval import (
         check_teachers,
         format_report,
+        has_oof,
         labelled_ids,
         load_or_make_folds,
         reuse_kept,
@@ -134,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fold {k + 1}/{len(folds)} ({len(folds[k])} held-out faces)", flush=True)
                 run_fold(cfg, out, k, folds, progress=not args.no_progress,
                          teachers=args.teachers)
-        else:
-            _run_children(args, argv, wanted, out)
+        else:  # a child per fold still to train (kept or finished folds start none)
+            todo = [k for k in wanted
+                    if not (has_oof(out, k) and (out / f"fold{k}" / "summary.json").is_file())]
+            if todo:
+                _run_children(args, argv, todo, out)
     if args.fold and len(wanted) < len(folds):
         return 0
     report = summarize(out, threshold=cfg["eval"]["threshold"], bins=cfg["eval"]["auc_bins"])

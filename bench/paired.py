@@ -101,7 +101,7 @@ def repeated(pairs: list[tuple[str, str]], threshold: float = 0.5) -> dict:
             "fold_difference": {**_mean_sd(diffs), "folds": len(diffs),
                                 "b_better": sum(d > 0 for d in diffs)},
             "pooled_gain_over_a_spread": [
-                None if r["a_fold_spread"] is None
+                None if not r["a_fold_spread"]  # one fold, or folds that all scored alike
                 else r["pooled"]["b_minus_a"] / r["a_fold_spread"] for r in runs]}
 
 

@@ -372,3 +372,45 @@ def test_a_recipe_on_upsampled_faces_is_scored_at_the_images_own_size(small_data
                   device="cpu", amp="off", overlays=0, progress=False, log=lambda s: None)
     assert ev["micro"]["f1"] == pytest.approx(oof_f1, abs=1e-4)
     assert ev["scored_at"].startswith("64 px")
+
+
+def test_paired_figures_when_every_fold_of_a_scored_alike(tmp_path):
+    """Untrained folds (a dry run of bench/gpu_folds.sh) all score F1 0: A's fold spread is 0,
+    and the gain in units of it is reported as not available instead of dividing by zero."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from utils.io import write_json
+    from utils.training.crossval import THRESHOLDS
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from paired import repeated
+
+    folds = [["a1", "a2"], ["b1", "b2"]]
+    n = len(THRESHOLDS)
+    for name, hit in (("a", 0), ("b", 3)):
+        for k, ids in enumerate(folds):
+            write_json(tmp_path / name / "folds.json", {"folds": folds})
+            write_json(tmp_path / name / f"fold{k}" / "oof.counts.json",
+                       {"ids": ids, "thresholds": list(THRESHOLDS), "true": [10, 10],
+                        "hit": [[hit] * n] * 2, "predicted": [[6] * n] * 2})
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    r = repeated([(a, b), (a, b)])
+    assert r["pairs"][0]["a_fold_spread"] == 0 and r["pooled_gain_over_a_spread"] == [None, None]
+    assert r["fold_difference"]["b_better"] == 4
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "paired.py"), a, b, a, b],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "n/a, n/a" in res.stdout, res.stderr
+    # a fold with no wrinkle pixel drawn or marked has no F1 (NaN): the fold spread leaves it out
+    c = tmp_path / "c"
+    write_json(c / "folds.json", {"folds": folds, "seed": 0, "k": 2})
+    for k, (true, hit, pred) in enumerate(((0, 0, 0), (10, 3, 6))):
+        write_json(c / f"fold{k}" / "oof.counts.json",
+                   {"ids": folds[k], "thresholds": list(THRESHOLDS), "true": [true] * 2,
+                    "hit": [[hit] * n] * 2, "predicted": [[pred] * n] * 2})
+        (c / f"fold{k}" / "history.csv").write_text("epoch,f1,seconds\n1,0.1,2.0\n")
+    report = summarize(c)
+    assert report["fold_spread"]["f1"]["mean"] == pytest.approx(2 * 6 / (12 + 20))
+    assert report["fold_spread"]["f1"]["sd"] == 0.0
+    assert report["pooled"]["f1"] == pytest.approx(2 * 6 / (12 + 20))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -396,7 +397,12 @@ def reuse_kept(out: str | Path, kept: str | Path, recipe: dict[str, Any],
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    """Mean and sd over folds; a fold whose figure is undefined (NaN: no wrinkle pixel marked or
+    drawn, as in a tiny dry run) is left out rather than poisoning both."""
+    defined = [v for v in values if not math.isnan(v)]
+    if not defined:
+        return math.nan, math.nan
+    return statistics.fmean(defined), (statistics.stdev(defined) if len(defined) > 1 else 0.0)
 
 
 def _histories(folder: Path, k: int) -> list[list[dict[str, float]]]:
