@@ -16,20 +16,16 @@
 #    since session 14 after GPU runs of 40 and 60 epochs on both fold seeds, bench/gpu_folds.sh);
 # 2. the same two on fold seed 1, fold by fold: the confirmation of the winner (and, with seed 0,
 #    a two-member ensemble judged on faces neither member saw). Steps 1-2 are all kept in git;
-# 3. fold by fold, self-training of the bundled recipe (v4_st66): fold k's v4 model, trained again
-#    in OUT/teachers/v3_e40 because kept folds have no model, labels the 607 unlabelled faces
-#    (flip-averaged) and fold k's student trains 40 epochs on the 132 labelled faces plus 66 of
-#    those drawn afresh each epoch; a teacher and its student are trained in the same session;
-#    beside each, the same recipe at 60 epochs of the labelled faces alone (v3_e60, now v5): as
-#    many steps as the student takes, the control its gain is judged against (the GPU's folds of
-#    both, bench/results/cv_gpu, are kept apart: recipe.json says 'cuda');
-# 4. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
+#    (Self-training of v4, fold by fold against 60 epochs, ran here in sessions 13-14: on folds
+#    0-2 it matched v5 and was stopped; its commands are in the README, section st-v4. 60 and 40
+#    epochs on both fold seeds ran on a lent GPU: bench/gpu_folds.sh, bench/results/cv_gpu.)
+# 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
 #    an ensemble teacher), width 48, faces upsampled to 512 px (scored at 256 px, the images' own
 #    size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 # After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
 # folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
-# stopped, for every step that needs no fold model (step 4 needs the v3 models).
+# stopped, for every step that needs no fold model (step 3 needs the v3 models).
 set -euo pipefail
 {  # read whole before it runs: editing this file cannot derail a running queue
 OUT=${1:-runs/cv}
@@ -55,30 +51,18 @@ for k in 0 1 2 3 4; do
     cv v3_seed1 --fold-seed 1 --epochs 25 --fold "$k"
     cv v3_e40_seed1 --fold-seed 1 --epochs 40 --fold "$k"
 done
-for k in 0 1 2 3 4; do
-    if [ ! -f "bench/results/cv/v4_st66/fold$k/summary.json" ]; then
-        echo "== teacher of fold $k: v3_e40 ($(date +%H:%M))"
-        "$PY" bench/cross_validate.py --config "$CFG" --out "$OUT/teachers/v3_e40" --no-progress \
-            ${SETS[@]+"${SETS[@]}"} --epochs 40 --fold "$k"
-        cv v4_st66 --epochs 40 --teachers "$OUT/teachers/v3_e40" \
-            --set data.pseudo_per_epoch=66 --fold "$k"
-    fi
-    cv v3_e60 --epochs 60 --fold "$k"
-done
 cv v3_st66 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
 cv v3_st132 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=132 --jobs "$JOBS"
 cv v3_st66_ens --epochs 25 --teachers "$OUT/v3" "$OUT/v3_e40" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
 cv v3_w48 --epochs 25 --set model.base_channels=48 --jobs "$JOBS"
 cv v3_s512 --epochs 25 --set data.image_size=512 --jobs "$JOBS"
-for name in v3 v3_e40 v3_e60 v3_st66 v3_st132 v3_st66_ens v3_w48 v3_s512; do
+for name in v3 v3_e40 v3_st66 v3_st132 v3_st66_ens v3_w48 v3_s512; do
     "$PY" bench/bench_averaging.py --cv "$OUT/$name" --out "$OUT/$name/averaging.json"
     bash bench/keep_cv.sh "$OUT/$name"
 done
 "$PY" bench/bench_averaging.py --cv "$OUT/v3" "$OUT/v3_seed1" --out "$OUT/ensemble_v3.json"
 "$PY" bench/paired.py "$OUT/v3" "$OUT/v3_e40" --out "$OUT/paired_e40_seed0.json"
 "$PY" bench/paired.py "$OUT/v3_seed1" "$OUT/v3_e40_seed1" --out "$OUT/paired_e40_seed1.json"
-"$PY" bench/paired.py "$OUT/v3_e40" "$OUT/v4_st66" --out "$OUT/paired_v4_st66.json"
-"$PY" bench/paired.py "$OUT/v3_e60" "$OUT/v4_st66" --out "$OUT/paired_v4_st66_e60.json"
-"$PY" bench/cv_table.py "$OUT"/v3* "$OUT"/v4*
+"$PY" bench/cv_table.py "$OUT"/v3*
 exit
 }
