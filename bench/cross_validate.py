@@ -72,13 +72,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
     from utils.config import load_config
     from utils.io import write_json
     from utils.runtime import resolve_device
     from utils.training.crossval import (
         check_teachers,
+        fold_done,
         format_report,
-        has_oof,
         labelled_ids,
         load_or_make_folds,
         reuse_kept,
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     folds = load_or_make_folds(out, labelled_ids(cfg), args.folds, args.fold_seed, args.limit)
     recipe = {"config": args.config, "set": args.set, "epochs": cfg["train"]["epochs"]}
-    if device.startswith("cuda") or (device == "auto" and _has_cuda()):
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         recipe["device"] = "cuda"  # bf16 on a GPU sums in another order: a rerun, kept apart
     if args.teachers:
         names = [str(t) for t in args.teachers]
@@ -127,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         if args.jobs == 1 or len(wanted) == 1:
             import cv2
-            import torch
 
             torch.set_num_threads(threads)
             cv2.setNumThreads(threads)  # augmentation too keeps to the fold's share of cores
@@ -136,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_fold(cfg, out, k, folds, progress=not args.no_progress,
                          teachers=args.teachers)
         else:  # a child per fold still to train (kept or finished folds start none)
-            todo = [k for k in wanted
-                    if not (has_oof(out, k) and (out / f"fold{k}" / "summary.json").is_file())]
+            todo = [k for k in wanted if not fold_done(out, k)]
             if todo:
                 _run_children(args, argv, todo, out)
     if args.fold and len(wanted) < len(folds):
@@ -205,12 +205,6 @@ def _run_children(args: argparse.Namespace, argv: list[str] | None, wanted: list
                       f"{out / f'fold{k}' / 'log.txt'}", flush=True)
     if failed:
         raise UserError(f"folds {failed} failed; rerun the same command to resume them")
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _without(argv: list[str], flags: set[str]) -> list[str]:

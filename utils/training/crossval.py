@@ -173,7 +173,7 @@ def run_fold(cfg: dict[str, Any], folder: str | Path, k: int, folds: list[list[s
     fcfg["data"]["exclude_ids"] = _exclude_file(folder, cfg, set().union(*map(set, folds)))
     run = folder / f"fold{k}"
     oof = run / "oof.npz"
-    if has_oof(folder, k) and (run / "summary.json").exists():
+    if fold_done(folder, k):
         log(f"fold {k}: done before, kept ({oof if oof.exists() else counts_path(oof)})")
         return json.loads((run / "summary.json").read_text(encoding="utf-8"))
     last = run / "last.pth"
@@ -265,6 +265,11 @@ def has_oof(folder: str | Path, k: int, name: str = "oof") -> bool:
     """Whether fold k holds held-out predictions, as probabilities or as counts."""
     run = Path(folder) / f"fold{k}"
     return (run / f"{name}.npz").is_file() or counts_path(run / f"{name}.npz").is_file()
+
+
+def fold_done(folder: str | Path, k: int) -> bool:
+    """Whether fold k is finished: trained (or kept) and its held-out faces predicted."""
+    return has_oof(folder, k) and (Path(folder) / f"fold{k}" / "summary.json").is_file()
 
 
 def read_counts(folder: str | Path, k: int, threshold: float, name: str = "oof"
