@@ -19,9 +19,11 @@
 #    (Self-training of v4, fold by fold against 60 epochs, ran here in sessions 13-14: on folds
 #    0-2 it matched v5 and was stopped; its commands are in the README, section st-v4. 60 and 40
 #    epochs on both fold seeds ran on a lent GPU: bench/gpu_folds.sh, bench/results/cv_gpu.)
+#    Width 48 at v5's 60 epochs ran fold by fold in session 15 (bench/results/cv/v3_w48_e60);
+#    its remaining folds are the first step below.
 # 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
-#    an ensemble teacher), width 48, faces upsampled to 512 px (scored at 256 px, the images' own
-#    size, as every recipe is);
+#    an ensemble teacher), width 48 at 25 epochs, faces upsampled to 512 px (scored at 256 px,
+#    the images' own size, as every recipe is);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 # After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
 # folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
@@ -43,6 +45,9 @@ cv() {  # cv NAME [cross_validate.py flags]
         --reuse-kept "bench/results/cv/$name" ${SETS[@]+"${SETS[@]}"} "$@"
     bash bench/keep_cv.sh "$OUT/$name"  # its small files into bench/results/cv, for git
 }
+for k in 0 1 2 3 4; do
+    cv v3_w48_e60 --epochs 60 --set model.base_channels=48 --fold "$k"
+done
 for k in 0 1 2 3 4; do
     cv v3 --epochs 25 --fold "$k"
     cv v3_e40 --epochs 40 --fold "$k"
