@@ -19,8 +19,9 @@
 #    (Self-training of v4, fold by fold against 60 epochs, ran here in sessions 13-14: on folds
 #    0-2 it matched v5 and was stopped; its commands are in the README, section st-v4. 60 and 40
 #    epochs on both fold seeds ran on a lent GPU: bench/gpu_folds.sh, bench/results/cv_gpu.)
-#    Width 48 at v5's 60 epochs ran fold by fold in session 15 (bench/results/cv/v3_w48_e60);
-#    its remaining folds are the first step below.
+#    Width 48 at v5's 60 epochs (folds 0-1) matched v5 and 512 px input at 40 epochs (fold 0)
+#    matched v4: both stopped (session 15, bench/results/cv/v3_w48_e60 and v3_s512_e40; their
+#    commands are in the README, section size).
 # 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
 #    an ensemble teacher), width 48 at 25 epochs, faces upsampled to 512 px (scored at 256 px,
 #    the images' own size, as every recipe is);
@@ -45,9 +46,6 @@ cv() {  # cv NAME [cross_validate.py flags]
         --reuse-kept "bench/results/cv/$name" ${SETS[@]+"${SETS[@]}"} "$@"
     bash bench/keep_cv.sh "$OUT/$name"  # its small files into bench/results/cv, for git
 }
-for k in 0 1 2 3 4; do
-    cv v3_w48_e60 --epochs 60 --set model.base_channels=48 --fold "$k"
-done
 for k in 0 1 2 3 4; do
     cv v3 --epochs 25 --fold "$k"
     cv v3_e40 --epochs 40 --fold "$k"
