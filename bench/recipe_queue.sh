@@ -23,8 +23,7 @@
 #    matched v4: both stopped (session 15, bench/results/cv/v3_w48_e60 and v3_s512_e40; their
 #    commands are in the README, section size).
 # 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
-#    an ensemble teacher), width 48 at 25 epochs, faces upsampled to 512 px (scored at 256 px,
-#    the images' own size, as every recipe is);
+#    an ensemble teacher);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).
 # After each step the folder's small files go to bench/results/cv (bench/keep_cv.sh) for git, and
 # folds kept there are not trained again (--reuse-kept): a new machine goes on where the last one
@@ -57,9 +56,7 @@ done
 cv v3_st66 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
 cv v3_st132 --epochs 25 --teachers "$OUT/v3" --set data.pseudo_per_epoch=132 --jobs "$JOBS"
 cv v3_st66_ens --epochs 25 --teachers "$OUT/v3" "$OUT/v3_e40" --set data.pseudo_per_epoch=66 --jobs "$JOBS"
-cv v3_w48 --epochs 25 --set model.base_channels=48 --jobs "$JOBS"
-cv v3_s512 --epochs 25 --set data.image_size=512 --jobs "$JOBS"
-for name in v3 v3_e40 v3_st66 v3_st132 v3_st66_ens v3_w48 v3_s512; do
+for name in v3 v3_e40 v3_st66 v3_st132 v3_st66_ens; do
     "$PY" bench/bench_averaging.py --cv "$OUT/$name" --out "$OUT/$name/averaging.json"
     bash bench/keep_cv.sh "$OUT/$name"
 done
