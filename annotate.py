@@ -17,7 +17,6 @@ corrected. Ids are made by the tool (l00001, ...). train.py reads the folder as 
 from __future__ import annotations
 
 import argparse
-import signal
 
 from utils.errors import UserError, run_cli
 from utils.model_args import add_model_args, check_model_args, tta_choice
@@ -74,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{total} faces in {len(photos)} photos, {done} labelled in {args.out}/")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can open the page")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     serve(build_page(session), args.host, args.port)
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 
 from utils.demo import (  # re-exported: the demo's API for notebooks and tests
     TABLE_HEADERS,
@@ -64,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
                                              tta=tta_choice(args))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can use the demo")
-    # Stop on SIGTERM as on Ctrl-C, so that gradio closes and the private cache is removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     serve(build_demo(predictor), args.host, args.port, args.share)
     return 0
 

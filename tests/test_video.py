@@ -229,14 +229,18 @@ def test_ctrl_c_keeps_a_playable_video_and_the_rows_so_far(tmp_path: Path) -> No
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "predict.py", str(src), "--out", str(out),
                              "--no-progress"], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 240
     while not list(out.glob(".long_overlay.part*")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no frame was written"
         time.sleep(0.05)
-    time.sleep(1.0)
+    # The first frame is being encoded: hold the run there (SIGSTOP), so that the signal lands
+    # while most of the clip is certainly left, whatever the CPU's speed; then let it go on.
+    proc.send_signal(signal.SIGSTOP)
     assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     said, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, said + err
     assert "Traceback" not in err

@@ -74,6 +74,11 @@ def collect_inputs(items: list[str], exclude: str | Path | None = None
     return unique, missing
 
 
+# The model runs at most this many photos ahead of the writer: what a stopped run still writes
+# is bounded, and so is the memory that finished photos hold.
+PENDING_WRITES = 4
+
+
 def csv_fields() -> list[str]:
     """The columns of wrinkles.csv: one row per face (see README, "Predict")."""
     fields = ["file", "face", "width", "height", "box_x0", "box_y0", "box_x1", "box_y1",
@@ -271,7 +276,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
                 for (f, img, _), res in zip(loaded, results, strict=True):
                     writes.append(writer.submit(write, f, img, res))
                 bar.update(len(chunk))
-                while writes and writes[0].done():
+                while writes and (writes[0].done() or len(writes) > PENDING_WRITES):
                     writes.pop(0).result()  # a failed write stops the run, with its error
             for w in writes:
                 w.result()

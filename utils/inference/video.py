@@ -33,6 +33,9 @@ from utils.io import csv_text, write_text, write_with
 from utils.visualize import draw_faces, overlay
 
 FRAMES_PER_CALL = 4  # frames whose faces go through the model together
+# The model runs at most this many frames ahead of the encoder: what a stopped run still writes
+# is bounded, and so is the memory that finished frames hold.
+PENDING_FRAMES = 2 * FRAMES_PER_CALL
 
 
 class H264Writer:
@@ -261,7 +264,7 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
                 for index, t, rgb, _, _ in found:
                     writes.append(pool.submit(write, index, t, rgb, by_index.get(index)))
                 bar.update(len(batch))
-                while writes and writes[0].done():
+                while writes and (writes[0].done() or len(writes) > PENDING_FRAMES):
                     writes.pop(0).result()
             for w in writes:
                 w.result()
