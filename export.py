@@ -8,12 +8,15 @@ precision if asked, with its recipe, split, metrics and an optional new decision
     python export.py res/cp/my-run/best.pth res/cp/my_model.safetensors
     python export.py res/cp/default_ffhq256.pth out/wrinkle.onnx
     python export.py res/cp/stage2_unet.pth out/official.xml --format openvino
+    python export.py res/cp/default_ffhq256.pth out/wrinkle_int8.xml --int8 --check-images examples/*.jpg
     python export.py runs/cv/my-recipe/fold*/last.pth res/cp/my_ensemble.pth --half
     python export.py res/cp/default_ffhq256.pth out/flipped.pth --tta flip
 
 ONNX (dynamic batch, height and width; sizes multiples of 16) and OpenVINO IR (.xml + .bin) take
 any checkpoint the predictor reads, the official U-Net's included, and carry its recipe and
-threshold, so predict.py and app.py load them on their own (-m out/wrinkle.onnx).
+threshold, so predict.py and app.py load them on their own (-m out/wrinkle.onnx). --int8 writes
+the IR quantised to int8 (NNCF post-training quantisation, calibrated on the example faces, or on
+your own aligned faces with --calibration DIR); it runs as int8 wherever it is loaded.
 
 The exported file loads like any checkpoint of this project (weights are cast back to float32 on
 loading). With --check-images, the masks of the exported weights are compared with the original's
@@ -57,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the test-time augmentation the file serves (default: the source's)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (default: refuse)")
+    p.add_argument("--int8", action="store_true",
+                   help="OpenVINO IR only: quantise to int8 (about twice as fast on a CPU)")
+    p.add_argument("--calibration", type=Path, metavar="DIR",
+                   help="with --int8: a folder of aligned faces to calibrate on (default: the "
+                        "faces of examples/, mirrored, darkened and in grey)")
     p.add_argument("--check-images", nargs="+", type=Path, metavar="IMAGE",
                    help="aligned faces on which the export's masks must agree with the source's; "
                         "the source's float32 masks of them are stored in the file")
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     src = args.src[0] if len(args.src) == 1 else args.src
     for line in export(src, args.dst, args.format, args.half, args.threshold, args.note,
-                       args.oof_report, args.check_images, args.overwrite, args.tta):
+                       args.oof_report, args.check_images, args.overwrite, args.tta,
+                       args.int8, args.calibration):
         print(line)
     return 0
 

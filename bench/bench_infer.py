@@ -2,9 +2,12 @@
 """Inference latency on this machine: plain fp32 eager (as the FFHQ-Wrinkle authors' inference
 script runs a model) against every backend side by side: the torch fast path (BatchNorm folded
 into the convolutions, channels_last, inference mode, bf16 autocast where the CPU has it),
-OpenVINO with the bf16 and the fp32 precision hint, and ONNX Runtime fp32; each with its mask
-agreement with fp32 eager. `fast_s` is the default backend's time (`--backend auto`: OpenVINO
-with the bf16 hint where the CPU has bf16, see utils/inference/backends.resolve_backend).
+OpenVINO int8 (NNCF post-training quantisation, calibrated on the example faces as the predictor
+does), OpenVINO with the bf16 (where the CPU has it) and the fp32 precision hint, and ONNX
+Runtime fp32; each with its mask agreement with fp32 eager. `fast_s` is the default path's time
+(`--backend auto --precision auto`: OpenVINO int8 on x86 CPUs, see
+utils/inference/backends.resolve_precision). The JSON's machine facts name the CPU class; run it
+as on an AVX2-only CPU with `.ci/avx2 .venv/bin/python bench/bench_infer.py`.
 
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
@@ -34,9 +37,13 @@ from unet import UNet  # noqa: E402
 from utils.data.dataset import to_input  # noqa: E402
 from utils.data.images import load_image, resize_image  # noqa: E402
 from utils.inference.backends import (  # noqa: E402
+    OpenVINOModule,
+    convert_model,
     export_onnx,
+    int8_kernels,
     openvino_available,
     resolve_backend,
+    resolve_precision,
     to_openvino,
 )
 from utils.inference.loading import (  # noqa: E402
@@ -45,6 +52,12 @@ from utils.inference.loading import (  # noqa: E402
     fold_batchnorm,
 )
 from utils.inference.predictor import WrinklePredictor  # noqa: E402
+from utils.inference.quantize import (  # noqa: E402
+    calibration_images,
+    calibration_inputs,
+    nncf_available,
+    quantize,
+)
 from utils.io import write_json  # noqa: E402
 from utils.runtime import cpu_has_bf16, logits_to_probs, machine_facts  # noqa: E402
 
@@ -73,8 +86,10 @@ def decide(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     return logits_to_probs(logits) > threshold
 
 
-def _runners(model: torch.nn.Module, channels: int) -> dict:
+def _runners(model: torch.nn.Module, recipe: dict, size: int) -> dict:
     """Every backend as a function of one float32 NCHW input: name -> fn(x) -> logits."""
+    channels = int(recipe.get("in_channels", 3))
+    recipe = dict(recipe, image_size=size)
     fast = fold_batchnorm(copy.deepcopy(model)).to(memory_format=torch.channels_last)
     dtype = torch.bfloat16 if cpu_has_bf16() else None
 
@@ -86,8 +101,15 @@ def _runners(model: torch.nn.Module, channels: int) -> dict:
     runners = {f"torch_{'bf16' if dtype else 'fp32'}": torch_fast}
     if openvino_available():
         folded = fold_batchnorm(copy.deepcopy(model))
-        for bf16 in ([True, False] if dtype else [False]):
-            runners[f"openvino_{'bf16' if bf16 else 'fp32'}"] = to_openvino(folded, channels, bf16)
+        precisions = (["int8"] if int8_kernels() and nncf_available() else []) + \
+            (["bf16"] if dtype else []) + ["fp32"]
+        for precision in precisions:
+            if precision == "int8":  # calibrated as the predictor does, at this size
+                ov_model = quantize(convert_model(folded, channels), calibration_inputs(
+                    calibration_images()[:12 if size <= 256 else 4], recipe))
+                runners["openvino_int8"] = OpenVINOModule(ov_model, "int8")
+            else:
+                runners[f"openvino_{precision}"] = to_openvino(folded, recipe, precision)
     try:
         import tempfile
 
@@ -110,9 +132,10 @@ def _runners(model: torch.nn.Module, channels: int) -> dict:
 
 
 def _default_runner(backends: dict) -> str:
-    """The runner that `--backend auto` amounts to on this machine."""
-    chosen = resolve_backend("auto", torch.device("cpu"))
-    return next(name for name in backends if name.startswith(chosen))
+    """The runner that `--backend auto --precision auto` amounts to on this machine."""
+    cpu = torch.device("cpu")
+    chosen = resolve_backend("auto", cpu)
+    return f"{chosen}_{resolve_precision('auto', chosen, cpu)}"
 
 
 def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.ndarray],
@@ -121,8 +144,7 @@ def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.nda
     share of mask pixels that agree with fp32 eager."""
     xs = [to_input(resize_image(img, (size, size)), recipe, None)[None] for img in images]
     plain = copy.deepcopy(model).eval()
-    channels = xs[0].shape[1]
-    runners = _runners(model, channels)
+    runners = _runners(model, recipe, size)
     t_plain, refs = [], []
     for x in xs:
         with torch.no_grad():
@@ -141,7 +163,9 @@ def compare(model: torch.nn.Module, recipe: dict, size: int, images: list[np.nda
     fp32 = statistics.median(t_plain)
     default = _default_runner(backends)
     fst = backends[default]["s"]
+    ov32 = backends.get("openvino_fp32", {}).get("s")
     return {"fp32_eager_s": round(fp32, 4), "fast_s": fst, "speedup": round(fp32 / fst, 2),
+            "speedup_vs_openvino_fp32": round(ov32 / fst, 2) if ov32 else None,
             "mask_agreement": backends[default]["mask_agreement"], "default_backend": default,
             "images": len(xs), "backends": backends}
 
@@ -156,6 +180,10 @@ def main() -> int:
     args = p.parse_args()
     torch.manual_seed(0)
     images = faces(args.images)
+    facts = machine_facts()
+    print(f"CPU: {facts['cpu']}, class {facts['cpu_class']}"
+          + (f" (capped by ONEDNN_MAX_CPU_ISA={facts['isa_cap']})" if facts["isa_cap"] else ""),
+          flush=True)
     results: dict[str, dict] = {}
 
     official = UNet(4, 2, bilinear=True).eval()
@@ -201,7 +229,7 @@ def main() -> int:
         print(f"app_request_6000: {results['app_request_6000']}", flush=True)
     except ImportError as exc:
         print(f"app_request: skipped ({exc})")
-    results["machine"] = machine_facts()
+    results["machine"] = facts
     write_json(args.out, results)
     print(f"written {args.out}")
     return 0

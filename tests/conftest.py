@@ -12,6 +12,13 @@ DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 IMAGES = DATA / "images256x256"
 MASKS = DATA / "manual_wrinkle_masks"
 
+# int8 models quantised by the tests (and the scripts they start) go to a cache of this run's
+# own, so that every run quantises the bundled model once, as a user's first call does.
+if "WRINKLE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["WRINKLE_CACHE"] = tempfile.mkdtemp(prefix="wrinkle-cache-")
+
 needs_data = pytest.mark.skipif(
     not MASKS.is_dir(), reason=f"real data not found at {DATA} (the shared/ folder beside the repo)"
 )

@@ -27,7 +27,7 @@ def test_exported_bundled_model_agrees_with_torch_fp32(tmp_path, suffix):
     assert main([str(DEFAULT_CHECKPOINT), str(dst)]) == 0
     faces = [IMAGES / f"{i}.jpg" for i in labelled_ids(4)]
     reference = _aligned_masks(WrinklePredictor(precision="fp32", backend="torch"), faces)
-    exported = WrinklePredictor(dst)  # the deployment setting: OpenVINO, bf16 where the CPU has it
+    exported = WrinklePredictor(dst)  # the deployment setting: OpenVINO, int8 on x86 CPUs
     assert exported.backend == "openvino" and f"[{suffix[1:]}]" in exported.description
     assert exported.threshold == load_checkpoint(DEFAULT_CHECKPOINT)["threshold"]
     assert exported.loaded.recipe["image_size"] == 256 and "trained on" in exported.loaded.about
@@ -91,7 +91,7 @@ from utils.data.dataset import WrinkleDataset
 from utils.inference.loading import DEFAULT_CHECKPOINT, fold_batchnorm, load_any_checkpoint
 from utils.data.pairs import find_pairs
 model = fold_batchnorm(load_any_checkpoint(DEFAULT_CHECKPOINT).model.eval())
-compiled = [to_openvino(model, 3, bf16=i % 2 == 0) for i in range(5)]  # five compilations
+compiled = [to_openvino(model, {{"in_channels": 3}}, "fp32") for i in range(5)]  # five compilations
 for c in compiled:
     c(torch.zeros(1, 3, 64, 64))
 del compiled, c
@@ -129,11 +129,16 @@ def test_predictors_of_one_file_share_a_compiled_model_safely_across_threads():
     app or script start); calls from two threads at once (the app's two tabs) take turns."""
     import threading
 
+    from utils.inference.backends import int8_kernels
+    from utils.runtime import cpu_has_bf16
+
     first = WrinklePredictor(backend="openvino")
     again = WrinklePredictor(backend="openvino")
     fp32 = WrinklePredictor(backend="openvino", precision="fp32")
     assert again.loaded.model is first.loaded.model
-    assert fp32.loaded.model is not first.loaded.model
+    # the default precision is the CPU class's (int8 on every x86 CPU): one compilation each
+    assert first.precision == ("int8" if int8_kernels() else "bf16" if cpu_has_bf16() else "fp32")
+    assert (fp32.loaded.model is first.loaded.model) == (first.precision == "fp32")
     faces = [IMAGES / f"{i}.jpg" for i in labelled_ids(4)]
     alone = _aligned_masks(first, faces)
     got: dict[int, list] = {}

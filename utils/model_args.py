@@ -13,8 +13,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", action="store_true",
                    help="use the texture-map baseline instead of a trained model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 where the device supports it, else fp32")
+    p.add_argument("--precision", default="auto", choices=["auto", "int8", "bf16", "fp32"],
+                   help="auto: int8 on OpenVINO (quantised once per model file, then cached), "
+                        "else bf16 where the device supports it, else fp32; int8 runs on "
+                        "OpenVINO only, bf16 on CPUs with AVX-512 bf16 or AMX and on GPUs")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
                    help="auto: OpenVINO on a CPU where it is installed, else torch (CUDA "
                         "included); a .onnx or .xml model always runs on OpenVINO")

@@ -35,10 +35,51 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+# What the CPU classes are called in figures and JSON, from the least to the most capable.
+CPU_CLASSES = ("avx2", "avx512", "avx512_bf16", "amx")
+# oneDNN's ISA cap (torch and OpenVINO both honour it): a value here caps the class we report.
+_ISA_CAPS = {"SSE41": "avx2", "AVX": "avx2", "AVX2": "avx2", "AVX2_VNNI": "avx2",
+             "AVX2_VNNI_2": "avx2", "AVX512_CORE": "avx512", "AVX512_CORE_VNNI": "avx512",
+             "AVX512_CORE_BF16": "avx512_bf16", "AVX10_1_512": "avx512_bf16",
+             "AVX512_CORE_FP16": "avx512_bf16", "AVX512_CORE_AMX": "amx",
+             "AVX10_1_512_AMX": "amx", "AVX512_CORE_AMX_FP16": "amx",
+             "AVX10_1_512_AMX_FP16": "amx", "ALL": "amx"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_class() -> str:
+    """The CPU's class for inference: "amx", "avx512_bf16", "avx512" or "avx2" (also any older
+    or non-x86 CPU). The hardware's flags, capped by ONEDNN_MAX_CPU_ISA when it is set: that is
+    how .ci/avx2 runs everything as on an AVX2-only CPU (torch's and OpenVINO's oneDNN kernels
+    honour the same variable, so what we choose and what they run agree)."""
+    checks = {"amx": getattr(torch.cpu, "_is_amx_tile_supported", lambda: False),
+              "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False),
+              "avx512": getattr(torch.cpu, "_is_avx512_supported", lambda: False)}
+    found = next((c for c, has in checks.items() if has()), None)
+    if found is None:
+        flags = _cpu_flags()
+        found = ("amx" if "amx_tile" in flags else "avx512_bf16" if "avx512_bf16" in flags
+                 else "avx512" if "avx512f" in flags else "avx2")
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in _ISA_CAPS:
+        found = min(found, _ISA_CAPS[cap], key=CPU_CLASSES.index)
+    return found
+
+
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bfloat16 arithmetic (AVX-512 bf16 or AMX)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, c, lambda: False)() for c in checks)
+    """True when the CPU has native bfloat16 arithmetic (AVX-512 bf16 or AMX), as cpu_class
+    sees it (so an ISA cap of AVX2 turns bf16 off, as it does in oneDNN)."""
+    return cpu_class() in ("avx512_bf16", "amx")
 
 
 def amp_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | None:
@@ -109,8 +150,9 @@ def machine_facts(device: torch.device | None = None) -> dict[str, Any]:
 
     facts: dict[str, Any] = {
         "cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cpu_bf16": cpu_has_bf16(),
-        "cpu_amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+        "cpu_class": cpu_class(), "cpu_bf16": cpu_has_bf16(),
+        "cpu_amx": cpu_class() == "amx",
+        "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "platform": platform.platform(), "python": platform.python_version(),
         "torch": str(torch.__version__), "numpy": np.__version__, "opencv": cv2.__version__}
     if device is not None and device.type == "cuda":

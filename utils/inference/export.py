@@ -132,9 +132,10 @@ def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, half:
     return out
 
 
-def export_deployable(src: str | Path, dst: str | Path, fmt: str, tta: str | None = None
-                      ) -> Path:
-    """Write any loadable checkpoint as ONNX or OpenVINO IR, recipe (and tta) included."""
+def export_deployable(src: str | Path, dst: str | Path, fmt: str, tta: str | None = None,
+                      int8: bool = False, calibration: str | Path | None = None) -> Path:
+    """Write any loadable checkpoint as ONNX or OpenVINO IR, recipe (and tta) included; IR
+    quantised to int8 if asked (utils/inference/quantize.py)."""
     from utils.checkpoints import with_tta
     from utils.inference.backends import export_onnx, export_openvino
     from utils.inference.loading import load_any_checkpoint
@@ -144,7 +145,9 @@ def export_deployable(src: str | Path, dst: str | Path, fmt: str, tta: str | Non
         raise UserError(f"{src}: nothing to export")
     if tta is not None:
         loaded.model = with_tta(loaded.model, tta)
-    return export_onnx(loaded, dst) if fmt == "onnx" else export_openvino(loaded, dst)
+    if fmt == "onnx":
+        return export_onnx(loaded, dst)
+    return export_openvino(loaded, dst, int8, calibration)
 
 
 def check_reference(checkpoint: str | Path, images: str | Path | list[Path],
@@ -198,14 +201,16 @@ def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto
            half: bool = False, threshold: str | None = None, note: str | None = None,
            oof_report: str | Path | None = None,
            check_images: list[Path] | None = None, overwrite: bool = False,
-           tta: str | None = None) -> list[str]:
+           tta: str | None = None, int8: bool = False,
+           calibration: str | Path | None = None) -> list[str]:
     """Export `src` to `dst` after checking every argument; returns the lines to show the user.
 
     src: one checkpoint, or several of one recipe: an ensemble (.pth / .safetensors only).
     threshold: a number as text, "oof" (the best of `oof_report`) or None (keep the source's).
     Only formats the predictor loads are written; an existing file is replaced only with
     `overwrite`. With check_images the export is removed again when its masks disagree with the
-    source's.
+    source's. int8: an OpenVINO IR quantised on the example faces, or on the aligned faces of
+    the folder `calibration`.
     """
     from_oof = threshold == "oof"
     thr = None
@@ -239,6 +244,12 @@ def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto
     if fmt != FORMATS[suffix]:
         raise UserError(f"{dst}: --format {fmt} is written to a "
                         f"{' or '.join(s for s, f in FORMATS.items() if f == fmt)} file")
+    if (int8 or calibration is not None) and fmt != "openvino":
+        raise UserError(f"{dst}: --int8 writes an OpenVINO model: name the output .xml")
+    if calibration is not None and not int8:
+        raise UserError("--calibration is the int8 quantisation's faces: give --int8 with it")
+    if calibration is not None and not Path(calibration).is_dir():
+        raise UserError(f"{calibration}: calibration folder not found")
     check_output_file(dst, overwrite, "the output")
     if suffix == ".xml":
         check_output_file(Path(dst).with_suffix(".bin"), overwrite, "the output's .bin")
@@ -252,7 +263,7 @@ def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto
         if len(sources) > 1:
             raise UserError(f"{dst}: an ensemble is written as .pth or .safetensors first; "
                             "export that file to ONNX or OpenVINO")
-        export_deployable(sources[0], dst, fmt, tta)
+        export_deployable(sources[0], dst, fmt, tta, int8, calibration)
     size = sum(f.stat().st_size for f in (Path(dst), Path(dst).with_suffix(".bin"))
                if f.is_file() and (f == Path(dst) or suffix == ".xml")) / 1e6
     lines = [f"written {dst} ({size:.1f} MB)"]
@@ -264,6 +275,8 @@ def export(src: str | Path | list[str | Path], dst: str | Path, fmt: str = "auto
         what = sources[0] if len(sources) == 1 else f"the {len(sources)} sources"
         lines.append(f"mask agreement with {what}: {100 * agree:.3f} % (worst image)")
         if agree < 0.995:
-            Path(dst).unlink()
+            for f in (Path(dst), Path(dst).with_suffix(".bin") if suffix == ".xml" else None):
+                if f is not None:
+                    f.unlink(missing_ok=True)
             raise UserError(f"masks agree on only {100 * agree:.2f} % of pixels; export removed")
     return lines

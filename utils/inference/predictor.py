@@ -35,6 +35,7 @@ from utils.inference.backends import (
     file_key,
     load_exported,
     resolve_backend,
+    resolve_precision,
     to_openvino,
 )
 from utils.inference.loading import (
@@ -47,7 +48,7 @@ from utils.inference.loading import (
     load_any_checkpoint,
     named_for_tta,
 )
-from utils.runtime import amp_dtype, autocast, logits_to_probs, resolve_device, stage
+from utils.runtime import autocast, logits_to_probs, resolve_device, stage
 
 # A face is "small" for the model only when its FFHQ square in the photo is less than this share
 # of the model's frame (the photo is upsampled by more than 1.25x). An FFHQ image at the model's
@@ -135,7 +136,9 @@ class WrinklePredictor:
     were an aligned face ("whole"). face_region: "auto" (BiSeNet when res/cp/79999_iter.pth is
     there, else the landmark region) or "none" (the whole aligned frame). backend: "auto"
     (OpenVINO on a CPU where it is installed, else torch), "torch" or "openvino"; an exported
-    .onnx / .xml file always runs on OpenVINO (utils/inference/backends.py). tta: None serves
+    .onnx / .xml file always runs on OpenVINO (utils/inference/backends.py). precision: "auto"
+    (int8 on OpenVINO, else bf16 where the device has it, else fp32), "int8", "bf16" or "fp32"
+    (backends.resolve_precision). tta: None serves
     the test-time augmentation the checkpoint names, "none" or "flip" (a face averaged with its
     mirror image, utils.checkpoints.Averaged) override it.
     """
@@ -152,14 +155,17 @@ class WrinklePredictor:
             raise ValueError("a checkpoint and the baseline exclude each other")
 
         self.device = resolve_device(device)
-        self.dtype = None if precision == "fp32" else amp_dtype(
-            self.device, "bf16" if precision == "bf16" else "auto")
         exported = checkpoint is not None and Path(checkpoint).suffix in EXPORTED_SUFFIXES
         self.backend = "openvino" if exported else resolve_backend(backend, self.device)
         if exported and backend == "torch":
             raise UserError(f"{checkpoint}: an exported model runs on the OpenVINO backend")
         if baseline:
             self.backend = "torch"  # a single elementwise op: nothing to compile
+        self.precision = resolve_precision("fp32" if baseline else precision, self.backend,
+                                           self.device)
+        # torch autocast's dtype (OpenVINO is given its precision when it compiles)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if baseline:
             self.loaded = LoadedModel("texture_baseline", "texture-map baseline (no trained model)",
                                       dict(BASELINE_RECIPE), BASELINE_THRESHOLD, TextureBaseline(),
                                       ["no wrinkle weights: showing the texture-map baseline"],
@@ -172,8 +178,10 @@ class WrinklePredictor:
                     raise UserError(f"the bundled model {DEFAULT_CHECKPOINT} is missing: restore "
                                     "it (git checkout res/cp/) or pass a checkpoint or the "
                                     "baseline")
-            self.loaded = (load_exported(checkpoint, self.dtype == torch.bfloat16) if exported
+            self.loaded = (load_exported(checkpoint, self.precision) if exported
                            else load_any_checkpoint(checkpoint))
+            if exported:
+                self.precision = self.loaded.model.precision
         if tta is not None:
             if exported:
                 raise UserError(f"{checkpoint}: an exported model keeps the test-time "
@@ -181,6 +189,7 @@ class WrinklePredictor:
             self.loaded.model = with_tta(self.loaded.model, tta)
             self.loaded.name = named_for_tta(self.loaded.name, tta)
         self.checkpoint = checkpoint
+        self.setup: list[str] = []  # what loading did that takes time once (int8 quantisation)
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
         self.parser = parser
@@ -190,10 +199,10 @@ class WrinklePredictor:
             self.parser = default_parser()
         if self.backend == "openvino" and not isinstance(self.loaded.model, OpenVINOModule):
             model = fold_batchnorm(self.loaded.model.eval())
-            self.loaded.model = to_openvino(model, int(self.loaded.recipe.get("in_channels", 3)),
-                                            self.dtype == torch.bfloat16,
-                                            cache_key=(*file_key(checkpoint),
-                                                       self.loaded.name))
+            self.loaded.model = to_openvino(model, self.loaded.recipe, self.precision,
+                                            cache_key=(*file_key(checkpoint), self.loaded.name),
+                                            source=checkpoint, variant=self.loaded.name,
+                                            log=self.setup.append)
         elif self.backend == "torch":
             model = fold_batchnorm(self.loaded.model.eval())
             self.loaded.model = model.to(self.device).to(memory_format=torch.channels_last)
@@ -205,6 +214,8 @@ class WrinklePredictor:
         with a line on stdout naming the model, the face region and any fallback."""
         predictor = cls(checkpoint or None, baseline=baseline, **kwargs)
         print(f"model: {predictor.description}\nface region: {predictor.face_description}")
+        for line in predictor.setup:
+            print(line)
         for note in predictor.loaded.notes:
             print(f"note: {note}")
         return predictor
@@ -217,9 +228,8 @@ class WrinklePredictor:
     def description(self) -> str:
         if self.is_baseline:
             return self.loaded.name
-        prec = "bf16" if self.dtype == torch.bfloat16 else "fp16" if self.dtype else "fp32"
         where = "OpenVINO, cpu" if self.backend == "openvino" else self.device.type
-        return f"{self.loaded.name} on {where} ({prec})"
+        return f"{self.loaded.name} on {where} ({self.precision})"
 
     @property
     def face_description(self) -> str:
