@@ -3,8 +3,9 @@
 (bench/cross_validate.py, fold<k>/last.pth) predicts the faces it held out, through the
 predictor as it serves them (OpenVINO, aligned faces, whole frame), in float32 and in int8
 quantised two ways: on the example faces (what predict.py and app.py do on first use) and on
-300 unlabelled faces of ../shared (none of them has a mask, so no figure is measured on them).
-Pooled F1 at several thresholds, each fold's F1, the paired difference int8 - fp32 per fold
+300 unlabelled faces of ../shared (none of them has a mask, so no figure is measured on them),
+and int8 with test-time flips (each face averaged with its mirror image: what a photo could
+carry at about the float32 model's cost). Pooled F1 at several thresholds, each fold's F1, the paired difference int8 - fp32 per fold
 and pooled, and the pixel agreement of the masks.
 
     python bench/bench_int8.py --cv runs/cv/v5_s0 runs/cv/v5_s1 --out runs/bench_int8.json
@@ -81,7 +82,9 @@ def score_fold(checkpoint: Path, ids: list[str], calibrated: Path) -> dict:
                                      face_region="none"),
             "int8_examples": WrinklePredictor(checkpoint, backend="openvino", precision="int8",
                                               face_region="none"),
-            "int8_unlabelled": WrinklePredictor(xml, face_region="none")}
+            "int8_unlabelled": WrinklePredictor(xml, face_region="none"),
+            "int8_flip": WrinklePredictor(checkpoint, backend="openvino", precision="int8",
+                                          face_region="none", tta="flip")}
         probs = {name: [] for name in predictors}
         truth = []
         for i in ids:

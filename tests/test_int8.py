@@ -73,9 +73,8 @@ def test_int8_keeps_the_fp32_masks_and_f1_on_real_faces() -> None:
 
 def test_int8_is_quantised_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                            ) -> None:
-    from utils.inference.backends import convert_model
+    from utils.inference.backends import cached_int8, convert_model
     from utils.inference.loading import fold_batchnorm, load_any_checkpoint
-    from utils.inference.quantize import cached_int8
 
     monkeypatch.setenv("WRINKLE_CACHE", str(tmp_path / "cache"))
     loaded = load_any_checkpoint(DEFAULT_CHECKPOINT)

@@ -164,18 +164,52 @@ def int8_of(ov_model: Any, recipe: dict[str, Any], source: str | Path | None,
             variant: str = "", log: Any = None) -> Any:
     """The quantised copy of a float OpenVINO model: from the disk cache when it came from the
     file `source`, else quantised now on the example faces."""
-    from utils.inference.quantize import (
-        cached_int8,
-        calibration_images,
-        calibration_inputs,
-        quantize,
-    )
+    from utils.inference.quantize import calibration_images, calibration_inputs, quantize
 
     if is_quantized(ov_model):
         return ov_model
     if source is None:
         return quantize(ov_model, calibration_inputs(calibration_images(), recipe))
     return cached_int8(source, variant, ov_model, recipe, log)[0]
+
+
+def cached_int8(model_file: str | Path, variant: str, ov_model: Any, recipe: dict[str, Any],
+                log: Any = None) -> tuple[Any, str]:
+    """The int8 OpenVINO model of `ov_model` (the float model of `model_file`): read from the
+    cache, or quantised now on the example faces and cached. Returns it and a note that says
+    which (with the seconds a new quantisation took)."""
+    import time
+
+    from utils.inference.quantize import (
+        cache_dir,
+        cache_key,
+        calibration_images,
+        calibration_inputs,
+        nncf_available,
+        quantize,
+    )
+
+    if not nncf_available():
+        raise UserError("int8 needs NNCF: pip install nncf (see requirements.txt), or use "
+                        "--precision fp32")
+    path = cache_dir() / f"int8-{cache_key(model_file, variant)}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        try:
+            return core().read_model(str(path)), f"int8 model read from the cache {path}"
+        except RuntimeError:
+            pass  # a damaged cache entry is made again
+    t0 = time.perf_counter()
+    q = quantize(ov_model, calibration_inputs(calibration_images(), recipe))
+    took = time.perf_counter() - t0
+    try:
+        save_ir(q, path)
+        where = f"cached in {path}"
+    except OSError as exc:
+        where = f"not cached ({exc})"
+    note = f"int8 model quantised in {took:.1f} s on the example faces, {where}"
+    if log is not None:
+        log(note)
+    return q, note
 
 
 def save_ir(ov_model: Any, dst: str | Path) -> Path:

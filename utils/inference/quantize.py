@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,34 +123,3 @@ def cache_key(model_file: str | Path, variant: str) -> str:
     parts = [_digest(Path(model_file)), variant, str(RECIPE_VERSION), version("nncf"),
              version("openvino")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def cached_int8(model_file: str | Path, variant: str, ov_model: Any, recipe: dict[str, Any],
-                log: Any = None) -> tuple[Any, str]:
-    """The int8 OpenVINO model of `ov_model` (the float model of `model_file`): read from the
-    cache, or quantised now on the example faces and cached. Returns it and a note that says
-    which (with the seconds a new quantisation took)."""
-    if not nncf_available():
-        raise UserError("int8 needs NNCF: pip install nncf (see requirements.txt), or use "
-                        "--precision fp32")
-    from utils.inference.backends import core, save_ir
-
-    path = cache_dir() / f"int8-{cache_key(model_file, variant)}.xml"
-    if path.is_file() and path.with_suffix(".bin").is_file():
-        try:
-            return core().read_model(str(path)), f"int8 model read from the cache {path}"
-        except RuntimeError:
-            pass  # a damaged cache entry is made again
-    t0 = time.perf_counter()
-    q = quantize(ov_model, calibration_inputs(calibration_images(), recipe))
-    took = time.perf_counter() - t0
-    try:
-        save_ir(q, path)
-        where = f"cached in {path}"
-    except OSError as exc:
-        where = f"not cached ({exc})"
-    note = f"int8 model quantised in {took:.1f} s on the example faces, {where}"
-    if log is not None:
-        log(note)
-    return q, note
-
