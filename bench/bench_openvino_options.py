@@ -26,7 +26,7 @@ from utils.inference.loading import (  # noqa: E402
     load_any_checkpoint,
 )
 from utils.io import write_json  # noqa: E402
-from utils.runtime import cpu_has_bf16  # noqa: E402
+from utils.runtime import cpu_has_bf16, machine_facts  # noqa: E402
 
 
 def timed(compiled: object, x: np.ndarray, repeats: int) -> float:
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in res.items():
         print(f"{k:28} {v:.4f}")
     if args.out:
-        write_json(args.out, res | {"precision_hint": prec, "size": 256})
+        write_json(args.out, res | {"precision_hint": prec, "size": 256,
+                                    "machine": machine_facts()})
         print(f"figures in {args.out}")
     return 0
 
