@@ -14,10 +14,19 @@ MASKS = DATA / "manual_wrinkle_masks"
 
 # int8 models quantised by the tests (and the scripts they start) go to a cache of this run's
 # own, so that every run quantises the bundled model once, as a user's first call does.
+_OWN_CACHE = None
 if "WRINKLE_CACHE" not in os.environ:
     import tempfile
 
-    os.environ["WRINKLE_CACHE"] = tempfile.mkdtemp(prefix="wrinkle-cache-")
+    _OWN_CACHE = os.environ["WRINKLE_CACHE"] = tempfile.mkdtemp(prefix="wrinkle-cache-")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's own int8 cache goes with the run."""
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 needs_data = pytest.mark.skipif(
     not MASKS.is_dir(), reason=f"real data not found at {DATA} (the shared/ folder beside the repo)"
