@@ -5,8 +5,8 @@
 # fold's v4 model), each on all 5 folds of fold seeds 0 and 1. Every fold trains on the GPU, the
 # 5 folds of a recipe at once and the recipes side by side, so they are compared on equal terms
 # (a GPU run is a rerun of a CPU one: bf16 sums in another order; recipe.json says 'cuda').
-# Folds kept in bench/results/cv_gpu count as done, so each GPU session trains only what is
-# missing: in session 14, 20 folds at once took 3.8 min (40 epochs) and 5.1 min (60 epochs).
+# Folds kept in bench/results/cv_gpu count as done, so each GPU run trains only what is
+# missing: on one H200 (December 2026), 20 folds at once took 3.8 min (40 epochs) and 5.1 min (60 epochs).
 #
 #   bash bench/gpu_folds.sh OUT_DIR [SECONDS]     # on the GPU machine; SECONDS of training (480)
 #

@@ -10,17 +10,17 @@
 # The folds kept in bench/results/cv were trained without SET (train.amp auto: bf16 on a CPU that
 # has it, on CUDA too): an extra --set is another recipe, and reusing those folds is refused.
 #
-# 1. fold by fold, the v3 recipe at its 25 epochs and at 40 (v4, bundled in sessions 12-13:
+# 1. fold by fold, the v3 recipe at its 25 epochs and at 40 (v4, bundled from 2026-12-04 until v5:
 #    better on all five folds). Stopped anywhere, the queue leaves folds both share, which
 #    bench/paired.py compares; every step names its epochs (the config says 60: v5, bundled
-#    since session 14 after GPU runs of 40 and 60 epochs on both fold seeds, bench/gpu_folds.sh);
+#    since 2026-12-04 after GPU runs of 40 and 60 epochs on both fold seeds, bench/gpu_folds.sh);
 # 2. the same two on fold seed 1, fold by fold: the confirmation of the winner (and, with seed 0,
 #    a two-member ensemble judged on faces neither member saw). Steps 1-2 are all kept in git;
-#    (Self-training of v4, fold by fold against 60 epochs, ran here in sessions 13-14: on folds
+#    (Self-training of v4, fold by fold against 60 epochs, ran in December 2026: on folds
 #    0-2 it matched v5 and was stopped; its commands are in the README, section st-v4. 60 and 40
 #    epochs on both fold seeds ran on a lent GPU: bench/gpu_folds.sh, bench/results/cv_gpu.)
 #    Width 48 at v5's 60 epochs (folds 0-1) matched v5 and 512 px input at 40 epochs (fold 0)
-#    matched v4: both stopped (session 15, bench/results/cv/v3_w48_e60 and v3_s512_e40; their
+#    matched v4: both stopped (December 2026, bench/results/cv/v3_w48_e60 and v3_s512_e40; their
 #    commands are in the README, section size).
 # 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
 #    an ensemble teacher);
