@@ -21,7 +21,7 @@ from utils.demo import (  # re-exported: the demo's API for notebooks and tests
     serve,
 )
 from utils.errors import run_cli
-from utils.model_args import add_model_args, check_model_args, tta_choice
+from utils.model_args import add_frame_model_arg, add_model_args, check_model_args, tta_choice
 
 __all__ = ["TABLE_HEADERS", "build_demo", "model_info", "run_prediction", "serve"]
 
@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-p", "--port", type=int, default=port,
                    help=f"port (default: {port}, from GRADIO_SERVER_PORT when set, else 7860)")
     add_model_args(p)
+    add_frame_model_arg(p)
     p.add_argument("--share", action="store_true",
                    help="also make a public gradio.live link (off by default: it sends the page "
                         "through Gradio's servers)")
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                                              tta=tta_choice(args))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: other machines on the network can use the demo")
-    serve(build_demo(predictor), args.host, args.port, args.share)
+    frames = predictor.for_frames(args.frame_model)
+    serve(build_demo(predictor, frames), args.host, args.port, args.share)
     return 0
 
 

@@ -8,7 +8,7 @@ and 1.5 degrees) or on a tripod (no drift), exposure flicker of up to 6 %, senso
 levels, and H.264 compression (crf 23) from being saved as mp4. Measured in this one process,
 after a warm-up:
 
-- speed: `predict_video` (what predict.py runs for a clip: decode, tracking, model, statistics,
+- speed: `predict_video` (what predict.py runs for a clip, with its frame model: decode, tracking, model, statistics,
   drawing, H.264 encoding, CSVs and plot) on each clip: analysed frames per second, detector
   passes per frame (HOG, CNN), and the seconds of each stage;
 - the app's live mode: its handler's frames per second on 640x480 webcam frames;
@@ -17,6 +17,7 @@ after a warm-up:
 
     python bench/bench_video.py --out runs/bench_video.json
     python bench/bench_video.py --clips 2 --frames 30      # a quick look
+    python bench/bench_video.py --frame-model photo        # the photo model on every frame
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=6, help="faces, one clip each (default 6)")
     p.add_argument("--frames", type=int, default=60, help="frames per clip (default 60)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frame-model", default="auto", metavar="auto|photo|FILE",
+                   help="the model of the frames, as predict.py's --frame-model (default auto: "
+                        "the bundled frame model; photo: the bundled photo model)")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     ids = sorted(q.stem for q in (args.data / "manual_wrinkle_masks").glob("*.png"))
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no labelled faces in {args.data}", file=sys.stderr)
         return 1
     ids = ids[:: max(1, len(ids) // args.clips)][: args.clips]
-    predictor = WrinklePredictor()
+    predictor = WrinklePredictor().for_frames(args.frame_model, quiet=True)
+    print(f"frames read by {predictor.description}", flush=True)
     results: dict = {"machine": machine_facts(), "model": predictor.description,
                      "clips": args.clips, "frames_per_clip": args.frames, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp_dir:

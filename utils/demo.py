@@ -392,7 +392,8 @@ def run_video(predictor: WrinklePredictor, video: Any, threshold: Any, workdir: 
     step = f"every {every}th frame" if every > 1 else "every frame"
     lines = [f"### {res['frames']} frames analysed ({step}), {res['tracks']} "
              f"face{'s' if res['tracks'] != 1 else ''} followed",
-             f"Threshold {thr:.2f}. Faces keep their number while they stay in view; the plot "
+             f"Model {predictor.short_name}, threshold {thr:.2f}. Faces keep their number while "
+             "they stay in view; the plot "
              "shows each region's wrinkle share over time (face region pixels, aligned frame)."]
     lines += [f"note: {n}" for n in res["notes"]]
     return (res["files"]["overlay"], res["files"]["regions"], "\n\n".join(lines),
@@ -409,7 +410,7 @@ def run_live(predictor: WrinklePredictor, frame: Any, threshold: Any, tracker: A
     from utils.data.images import resize_image
     from utils.faces.tracking import FaceTracker
     from utils.inference.predictor import FoundFaces
-    from utils.visualize import draw_faces, overlay
+    from utils.visualize import caption, draw_faces, overlay
 
     if frame is None:
         return None, "waiting for the camera", tracker
@@ -427,7 +428,8 @@ def run_live(predictor: WrinklePredictor, frame: Any, threshold: Any, tracker: A
     res = predictor.finish([FoundFaces(rgb, [], [(f, f.alignment) for _, f in faces])], thr)[0]
     for face, (track_id, _) in zip(res.faces, faces, strict=True):
         face.index = track_id
-    shown = draw_faces(overlay(rgb, res.mask), res.faces, labels=[str(f.index) for f in res.faces])
+    shown = caption(draw_faces(overlay(rgb, res.mask), res.faces,
+                               labels=[str(f.index) for f in res.faces]), predictor.short_name)
     text = "; ".join(f"face {f.index}: wrinkles cover {100 * f.stats['wrinkle_share']:.2f} % "
                      "of the face" for f in res.faces)
     return shown, text, tracker
@@ -437,14 +439,20 @@ F1_NOTE = ("F1 measures how well the predicted wrinkle pixels overlap an annotat
            "(1 would be identical); two human annotators agree with each other at about 0.54.")
 
 
-def model_info(predictor: WrinklePredictor) -> str:
-    """The Markdown that says, in plain words, which model and face region are in use."""
+def model_info(predictor: WrinklePredictor, frames: WrinklePredictor | None = None) -> str:
+    """The Markdown that says, in plain words, which model and face region are in use (and
+    which model reads clips and the webcam, when that is another one)."""
     loaded = predictor.loaded
     name = Path(str(predictor.checkpoint)).stem if predictor.checkpoint else loaded.name
     lines = [f"**Wrinkle model:** {name}: {loaded.about or loaded.name} "
              f"(running on {predictor.description.rsplit(' on ', 1)[-1]})."]
     if "F1" in loaded.about:
         lines[0] += f'  \n<small title="{html.escape(F1_NOTE)}">{F1_NOTE}</small>'
+    if frames is not None and frames is not predictor:
+        lines.append(f"**Clips and the webcam:** {frames.short_name}: "
+                     f"{frames.loaded.about or frames.loaded.name}; a quarter of the photo "
+                     "model's cost, so that frames keep up (`--frame-model photo` serves the "
+                     "photo model there too).")
     lines.append(f"**Face region:** {predictor.face_description}.")
     if predictor.is_baseline:
         lines.append("⚠ no trained wrinkle weights: showing the texture-map baseline, which marks "
@@ -482,8 +490,10 @@ def _check_in_cache(path: str) -> None:
         raise UserError("the photo must be uploaded to the demo, not named by a server path")
 
 
-def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
-    """The demo page around one loaded predictor (not launched; see `serve`)."""
+def build_demo(predictor: WrinklePredictor, frames: WrinklePredictor | None = None) -> gr.Blocks:
+    """The demo page around a loaded predictor of photos and one of clips and live frames
+    (`frames`, by default the same; WrinklePredictor.for_frames), not launched (see `serve`)."""
+    frames = predictor if frames is None else frames
     gr = _gradio()
 
     # Uploads never go through gradio's own image decoding (preprocess=False on every event): the
@@ -495,7 +505,7 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                     "framing or tilt), use the webcam or paste an image. Each face is aligned "
                     "as the training faces were, then measured per region. Photos are processed "
                     "in memory and deleted from the server once read.")
-        gr.Markdown(model_info(predictor), elem_id="model-info")
+        gr.Markdown(model_info(predictor, frames), elem_id="model-info")
         photo_state = gr.State(None, time_to_live=STATE_SECONDS)
         with gr.Tab("Find wrinkles"):
             with gr.Row():
@@ -556,7 +566,7 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     clip_in = gr.Video(sources=["upload"], label="Clip", elem_id="clip")
-                    clip_threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2),
+                    clip_threshold = gr.Slider(*SLIDER, value=round(frames.threshold, 2),
                                                step=0.01, label="Threshold (lower finds more "
                                                "wrinkles)", elem_id="clip-threshold")
                     clip_btn = gr.Button("Analyse clip", variant="primary", elem_id="analyse")
@@ -581,7 +591,7 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                                elem_id="camera")
                 live_out = gr.Image(label="Wrinkles (red)", interactive=False, format="jpeg",
                                     elem_id="live-overlay")
-            live_threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2), step=0.01,
+            live_threshold = gr.Slider(*SLIDER, value=round(frames.threshold, 2), step=0.01,
                                        label="Threshold (lower finds more wrinkles)",
                                        elem_id="live-threshold")
             live_text = gr.Markdown(elem_id="live-text")
@@ -655,14 +665,14 @@ def build_demo(predictor: WrinklePredictor) -> gr.Blocks:
                 if isinstance(clip, dict) and clip.get("path"):
                     _check_in_cache(clip["path"])
                 with model_lock:
-                    return run_video(predictor, clip, threshold, _private_cache_dir(), forget)
+                    return run_video(frames, clip, threshold, _private_cache_dir(), forget)
             except UserError as exc:
                 raise gr.Error(html.escape(str(exc)), print_exception=False) from None
 
         def live(frame: Any, threshold: Any, tracker: Any) -> tuple[Any, str, Any]:
             try:
                 with model_lock:
-                    return run_live(predictor, frame, threshold, tracker)
+                    return run_live(frames, frame, threshold, tracker)
             except UserError as exc:
                 return None, html.escape(str(exc)), tracker
 

@@ -118,6 +118,18 @@ def draw_faces(rgb: np.ndarray, faces: list[Any], regions: bool = False,
     return out
 
 
+def caption(rgb: np.ndarray, text: str) -> np.ndarray:
+    """`text` in small white letters outlined in black at the bottom left of an image, in place:
+    a video's overlay names the model that made each frame."""
+    h, w = rgb.shape[:2]
+    scale = max(0.35, min(h, w) / 1000)
+    thick = max(1, round(scale * 1.5))
+    org = (round(6 * scale / 0.35), h - round(8 * scale / 0.35))
+    for colour, t in (((0, 0, 0), thick + 2), ((255, 255, 255), thick)):
+        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, t, cv2.LINE_AA)
+    return rgb
+
+
 def draw_aligned(face: Any, regions: bool = False, landmarks: bool = False) -> np.ndarray:
     """One face in its aligned frame with its wrinkles (and outlines), as the model saw it."""
     out = overlay(face.aligned, face.mask)

@@ -36,13 +36,16 @@ from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = REPO / "res" / "cp" / "default_ffhq256.pth"
+# The bundled frame model: a width-16 student of the bundled model, for clips and the live
+# webcam on two cores (configs/frames_ffhq256.yaml, MODEL_CARD.md "The frame model").
+FRAME_CHECKPOINT = REPO / "res" / "cp" / "frames_ffhq256.pth"
 
 OFFICIAL_RECIPE = {"image_size": 1024, "normalize": "symmetric", "texture": True,
                    "face_labels": [1, 10], "face_masking": True, "in_channels": 4}
 SEED_RECIPE = {"image_size": 512, "normalize": "imagenet", "texture": False,
                "face_labels": [1, 10], "face_masking": False, "in_channels": 3}
 # The texture-map baseline: the map itself is the wrinkle score. Its threshold was chosen on the
-# validation ids of the bundled model (see README, results table).
+# validation ids of the bundled model (docs/results/recipes.md).
 BASELINE_RECIPE = {"image_size": 256, "normalize": "symmetric", "texture": True,
                    "face_labels": [1, 10], "face_masking": False, "in_channels": 4}
 BASELINE_THRESHOLD = 0.25

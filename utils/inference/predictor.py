@@ -42,6 +42,7 @@ from utils.inference.loading import (
     BASELINE_RECIPE,
     BASELINE_THRESHOLD,
     DEFAULT_CHECKPOINT,
+    FRAME_CHECKPOINT,
     LoadedModel,
     TextureBaseline,
     fold_batchnorm,
@@ -189,6 +190,10 @@ class WrinklePredictor:
             self.loaded.model = with_tta(self.loaded.model, tta)
             self.loaded.name = named_for_tta(self.loaded.name, tta)
         self.checkpoint = checkpoint
+        # what a second predictor of this one's settings needs (for_frames)
+        self.options = {"device": device, "precision": precision, "max_side": max_side,
+                        "faces": faces, "no_face": no_face, "face_region": face_region,
+                        "backend": backend, "tta": tta}
         self.setup: list[str] = []  # what loading did that takes time once (int8 quantisation)
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
@@ -219,6 +224,35 @@ class WrinklePredictor:
         for note in predictor.loaded.notes:
             print(f"note: {note}")
         return predictor
+
+    def for_frames(self, choice: str = "auto", quiet: bool = False) -> WrinklePredictor:
+        """The predictor of clips and the live webcam (--frame-model): `auto` is the bundled
+        frame model when this one is the bundled photo model (a student a quarter of its cost,
+        so that frames keep up on two cores), else this one; `photo` is this one; anything else
+        is a checkpoint file. Shares the face parser; prints what it loaded unless `quiet`."""
+        if choice == "photo" or self.is_baseline:
+            return self
+        if choice == "auto":
+            bundled = self.checkpoint is not None and \
+                Path(self.checkpoint).resolve() == DEFAULT_CHECKPOINT.resolve()
+            if not bundled or not FRAME_CHECKPOINT.is_file():
+                return self
+            choice = str(FRAME_CHECKPOINT)
+        frames = WrinklePredictor(choice, parser=self.parser, **self.options)
+        if not quiet:
+            print(f"frame model: {frames.description}")
+            for line in frames.setup:
+                print(line)
+            for note in frames.loaded.notes:
+                print(f"note: {note}")
+        return frames
+
+    @property
+    def short_name(self) -> str:
+        """The model's file name and precision: what a video overlay prints on each frame."""
+        if self.is_baseline or self.checkpoint is None:
+            return self.loaded.name
+        return f"{Path(str(self.checkpoint)).stem} ({self.precision})"
 
     @property
     def is_baseline(self) -> bool:

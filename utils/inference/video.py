@@ -30,7 +30,7 @@ from utils.faces.tracking import FaceTracker
 from utils.inference.batch import csv_fields, csv_rows
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
 from utils.io import csv_text, write_text, write_with
-from utils.visualize import draw_faces, overlay
+from utils.visualize import caption, draw_faces, overlay
 
 FRAMES_PER_CALL = 4  # frames whose faces go through the model together
 # The model runs at most this many frames ahead of the encoder: what a stopped run still writes
@@ -220,14 +220,15 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
 
     def write(index: int, t: float, rgb: np.ndarray, res: WrinkleResult | None) -> None:
         if res is None:
-            writer.write(rgb)
+            writer.write(caption(rgb.copy(), predictor.short_name))
             rows.append({"frame": index, "time_s": f"{t:.3f}", "file": str(info.path),
                          "width": rgb.shape[1], "height": rgb.shape[0],
                          "model": predictor.description, "threshold": thr,
                          "notes": "no face found in this frame"})
         else:
-            writer.write(draw_faces(overlay(rgb, res.mask), res.faces, regions, landmarks,
-                                    labels=[str(f.index) for f in res.faces]))
+            writer.write(caption(draw_faces(overlay(rgb, res.mask), res.faces, regions,
+                                            landmarks, labels=[str(f.index) for f in res.faces]),
+                                 predictor.short_name))
             for row in csv_rows(info.path, res, predictor.description):
                 rows.append({"frame": index, "time_s": f"{t:.3f}", **row})
         count["frames"] += 1
