@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One short GPU session's worth of figures: training and inference speed of the U-Nets on CUDA.
+"""The figures one short loan of a GPU gives: training and inference speed of the U-Nets on CUDA.
 
 GPU time is scarce and lent by the minute, so every measurement is bounded by a step count and the
 whole run by --budget seconds (a measurement that would start too late is skipped, and the JSON is
@@ -307,7 +307,7 @@ class Recorder:
 
 def compile_in_child(args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
     """torch.compile's training rate, in a child process killed after timeout_s (compilation
-    time is unbounded and must not eat the session)."""
+    time is unbounded and must not eat the loan)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "compile.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--only-compile", "--out", str(out),

@@ -3,8 +3,8 @@
 # recipe, the folds, the report and, per fold, its summary, its per-epoch history and its
 # held-out predictions as per-face counts (fold<k>/*.counts.json, a few kilobytes where the
 # probabilities and the model are megabytes). bench/paired.py and bench/cv_table.py read such a
-# folder as they read the full one, so the README's comparisons can be recomputed without the
-# training runs, on any machine and in any later session, and bench/cross_validate.py
+# folder as they read the full one, so the comparisons in docs/results/ can be recomputed without the
+# training runs, on any machine and on any later day, and bench/cross_validate.py
 # --reuse-kept counts them as done (bench/recipe_queue.sh does), so a queue goes on where it was.
 #
 #   bash bench/keep_cv.sh runs/cv/v3 runs/cv/v3_e40

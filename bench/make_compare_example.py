@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The README's comparison picture (docs/compare_example.png): one real face photographed three
+"""The manual's comparison picture (docs/compare_example.png): one real face photographed three
 ways (utils/faces/photos.py): A and B unchanged, C with its annotated wrinkles inpainted away; below,
 the difference pictures of A -> B (measurement noise) and A -> C (wrinkles gone).
 

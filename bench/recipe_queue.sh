@@ -17,11 +17,12 @@
 # 2. the same two on fold seed 1, fold by fold: the confirmation of the winner (and, with seed 0,
 #    a two-member ensemble judged on faces neither member saw). Steps 1-2 are all kept in git;
 #    (Self-training of v4, fold by fold against 60 epochs, ran in December 2026: on folds
-#    0-2 it matched v5 and was stopped; its commands are in the README, section st-v4. 60 and 40
+#    0-2 it matched v5 and was stopped; its commands are in docs/results/recipes.md, section
+#    st-v4. 60 and 40
 #    epochs on both fold seeds ran on a lent GPU: bench/gpu_folds.sh, bench/results/cv_gpu.)
 #    Width 48 at v5's 60 epochs (folds 0-1) matched v5 and 512 px input at 40 epochs (fold 0)
 #    matched v4: both stopped (December 2026, bench/results/cv/v3_w48_e60 and v3_s512_e40; their
-#    commands are in the README, section size).
+#    commands are in docs/results/recipes.md, section size).
 # 3. then, all folds at once: self-training of v3 (66 or 132 pseudo-labelled faces an epoch, or
 #    an ensemble teacher);
 # then flips and ensembles out of fold (bench/bench_averaging.py) and the table (bench/cv_table.py).

@@ -135,7 +135,7 @@ def test_flips_and_ensembles_out_of_fold_and_served(small_data, tmp_path):
     with pytest.raises(UserError, match="own --fold-seed"):
         ensemble_report([a, a], 0.5)
     # another recipe on the same folds (here another learning rate; a self-trained student in
-    # the README), one fold finished: a two-model ensemble on that fold's faces only
+    # docs/results/recipes.md), one fold finished: a two-model ensemble on that fold's faces only
     c = _cv(small_data, tmp_path / "cv0_lr", 0, lr=0.02, folds_done=1)
     (c / "recipe.json").write_text('{"set": ["train.lr=0.02"]}', encoding="utf-8")
     pair_ens = ensemble_report([a, c], 0.5)

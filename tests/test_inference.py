@@ -356,7 +356,7 @@ def test_an_aligned_face_is_served_in_its_own_frame_exactly(tmp_path):
         still += p.predict(turned).faces[0].alignment.is_frame_of(turned.shape)
     assert snapped >= 9, snapped
     # landmarks at 256 px are noisy: one face in 40 turned by 3 degrees measured a roll change
-    # of only 1.5 degrees and stays in its frame (README, "Faces")
+    # of only 1.5 degrees and stays in its frame (docs/explanation/faces.md)
     assert still <= 1, still
     img_dir, mask_dir = link_pairs(tmp_path / "data", ids)
     ev = evaluate(DEFAULT_CHECKPOINT, tmp_path / "ev", split="all", image_dir=str(img_dir),

@@ -147,8 +147,8 @@ def test_smoothing_steadies_a_still_face(tmp_path: Path) -> None:
     """Faces held still in front of a camera in steady light (sensor noise of 3 grey levels,
     compression): with the landmarks smoothed, the aligned frame moves less and the wrinkle
     share's coefficient of variation is lower, on every clip. (Under exposure flicker the
-    share's changes come from the picture and smoothing does not lower them: README,
-    Benchmarks, video.)"""
+    share's changes come from the picture and smoothing does not lower them:
+    docs/results/benchmarks.md, "Video".)"""
     from utils.inference.predictor import FoundFaces, WrinklePredictor
 
     predictor = WrinklePredictor()

@@ -80,7 +80,7 @@ PENDING_WRITES = 4
 
 
 def csv_fields() -> list[str]:
-    """The columns of wrinkles.csv: one row per face (see README, "Predict")."""
+    """The columns of wrinkles.csv: one row per face (docs/reference/outputs.md)."""
     fields = ["file", "face", "width", "height", "box_x0", "box_y0", "box_x1", "box_y1",
               "detector", "detector_score", "face_side_px", "roll_deg", "frame_px", "model", "threshold",
               "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px"]

@@ -4,7 +4,7 @@ per model file and kept in a cache on disk.
 Why int8: on an AVX2-only CPU float32 is at the hardware's roofline, and int8 kernels halve the
 bundled model's time there (56.7 against 111 ms on an AMD Zen 3; 26.5 against 96 ms on a Zen 4);
 its masks agree with float32's on 99.9 % of pixels and its out-of-fold F1 stays within the
-noise (README, section "Every CPU class"). Only the convolutions' inputs and weights are
+noise (docs/results/benchmarks.md, "Every CPU class"). Only the convolutions' inputs and weights are
 quantised (NNCF's MIXED preset: symmetric per-channel weights, asymmetric activations) and the
 biases corrected; activation ranges are calibrated on aligned faces.
 

@@ -17,7 +17,7 @@ A cross-validation folder holds:
 
 The counts are a few kilobytes per fold where the probabilities are megabytes: they are what
 bench/results/cv keeps in git (with the JSON and CSV files of each folder), so the figures of a
-recipe compared in the README can be recomputed by bench/paired.py and bench/cv_table.py without
+recipe compared in docs/results/recipes.md can be recomputed by bench/paired.py and bench/cv_table.py without
 its training runs.
 
 Everything is resumable: a finished fold is skipped, a killed one resumes from its last.pth.
