@@ -490,217 +490,261 @@ def _check_in_cache(path: str) -> None:
         raise UserError("the photo must be uploaded to the demo, not named by a server path")
 
 
+class _Page:
+    """What every tab of the demo shares: the predictors, the one model lock, the gradio
+    module, the Blocks being built, and the handlers' common settings."""
+
+    def __init__(self, gr: Any, demo: gr.Blocks, predictor: WrinklePredictor,
+                 frames: WrinklePredictor) -> None:
+        self.gr, self.demo, self.predictor, self.frames = gr, demo, predictor, frames
+        # One model, many callers: a webcam stream holds its queue slot for as long as it
+        # streams, so streams get slots of their own (LIVE_STREAMS) and every handler takes
+        # this lock for its model work: photos, clips and live frames take turns frame by frame.
+        self.model_lock = threading.Lock()
+        self.common = {"preprocess": False, "concurrency_limit": 1,
+                       "concurrency_id": "predictor"}
+        self.quick = {"queue": False, "api_visibility": "private"}
+        self.settled = {"api_visibility": "private", "preprocess": False}  # queued: warns
+
+    def forget(self, path: str) -> None:
+        _forget_upload(self.demo, path)
+
+    def error(self, exc: UserError) -> Exception:
+        """A user's mistake as the page shows it (no traceback, HTML escaped)."""
+        return self.gr.Error(html.escape(str(exc)), print_exception=False)
+
+    def settle(self, value: Any) -> float:
+        """The slider's value as the page shows it (a typed 2 shows, and runs, as 0.95)."""
+        try:
+            return page_threshold(value)
+        except UserError as exc:
+            raise self.error(exc) from None
+
+    def slider(self, value: float, elem_id: str) -> Any:
+        return self.gr.Slider(*SLIDER, value=round(value, 2), step=0.01,
+                              label="Threshold (lower finds more wrinkles)", elem_id=elem_id)
+
+
+def _photo_tab(page: _Page) -> Any:
+    """Find wrinkles: a photo, its overlay and heatmap, a summary and a table per face and
+    region; the `/predict` API endpoint. Returns the threshold slider (Compare uses it too)."""
+    gr = page.gr
+    photo_state = gr.State(None, time_to_live=STATE_SECONDS)
+    with gr.Row():
+        with gr.Column():
+            photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                image_mode=None, label="Face photo", elem_id="photo")
+            threshold = page.slider(page.predictor.threshold, "threshold")
+            marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
+                                elem_id="marks")
+            thick = gr.Checkbox(False, label="Thicker lines (easier to see at page "
+                                "size; the numbers are unchanged)", elem_id="thick")
+            run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
+            if all(p.is_file() for p in EXAMPLES):
+                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
+                            cache_examples=False, label="Example faces (FFHQ, see examples/)")
+        with gr.Column():
+            # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
+            overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
+                                   buttons=["download", "fullscreen"], elem_id="overlay")
+            heatmap_out = gr.Image(label="Wrinkle probability (scale on the right)",
+                                   format="png", interactive=False,
+                                   buttons=["download", "fullscreen"], elem_id="heatmap")
+    summary = gr.Markdown(elem_id="summary")
+    table = gr.Dataframe(headers=TABLE_HEADERS,
+                         datatype=["number", "str", "number", "number", "number", "number"],
+                         interactive=False, label="Per face and region (aligned-frame "
+                         "pixels; left and right are the person's own)", elem_id="regions",
+                         max_height=TABLE_HEIGHT)
+
+    def predict(image: Any, threshold: Any, draw: bool = False,
+                photo: dict[str, Any] | None = None) -> Outputs:
+        """Find wrinkles in one photo: the `/predict` API endpoint."""
+        return page_predict(image, threshold, draw, False, photo)
+
+    def page_predict(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
+                     photo: dict[str, Any] | None = None) -> Outputs:
+        """The same for the page's button, which also offers wider lines."""
+        try:
+            if isinstance(image, dict) and image.get("path"):
+                _check_in_cache(image["path"])
+            with page.model_lock:
+                return run_prediction(page.predictor, image, threshold, photo, page.forget,
+                                      bool(draw), bool(wide))
+        except UserError as exc:
+            raise page.error(exc) from None
+
+    def refresh(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
+                photo: dict[str, Any] | None = None) -> Outputs:
+        """The same, for automatic re-runs: a cleared photo just clears the results."""
+        if image is None:
+            return None, None, "", None, None
+        return page_predict(image, threshold, draw, wide, photo)
+
+    def clear() -> tuple[None, None, str, None]:
+        return None, None, "", None
+
+    inputs = [photo_in, threshold, marks, thick, photo_state]
+    outputs = [overlay_out, heatmap_out, summary, table, photo_state]
+    common, private = page.common, {"api_visibility": "private", **page.common}
+    run.click(page.settle, threshold, threshold, **page.settled).then(
+        page_predict, inputs, outputs, **private)
+    # The API's /predict: (photo, threshold, draw marks) as ever; the page's extras stay off.
+    api_only = gr.Button(visible=False)
+    api_only.click(predict, [photo_in, threshold, marks, photo_state], outputs,
+                   api_name="predict", **common)
+    photo_in.change(clear, None, outputs[:4], **page.quick).then(refresh, inputs, outputs,
+                                                                 **private)
+    threshold.release(page.settle, threshold, threshold, **page.settled).then(
+        refresh, inputs, outputs, **private)
+    marks.change(refresh, inputs, outputs, **private)
+    thick.change(refresh, inputs, outputs, **private)
+    return threshold
+
+
+def _compare_tab(page: _Page, threshold: Any) -> None:
+    """Compare: two photos of one person, region by region against the noise band; the
+    `/compare` API endpoint. Uses the photo tab's threshold."""
+    gr = page.gr
+    gr.Markdown("Two photos of one person (before and after): each face is aligned into "
+                "the same FFHQ frame and compared region by region. A change counts only "
+                "beyond the noise band: what this method measures between two photos of "
+                "the same unchanged face.")
+    with gr.Row():
+        before_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                             image_mode=None, label="Before", elem_id="before")
+        after_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                            image_mode=None, label="After", elem_id="after")
+    compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
+    with gr.Row():
+        pair_out = gr.Image(label="Aligned faces with their wrinkles", format="png",
+                            interactive=False, elem_id="pair")
+        diff_out = gr.Image(label="Difference", format="png", interactive=False,
+                            elem_id="difference")
+    compare_summary = gr.Markdown(elem_id="compare-summary")
+    compare_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
+                                 label="Per region (share: % of the region's pixels)",
+                                 elem_id="compare-table", max_height=TABLE_HEIGHT)
+    compare_state = gr.State(None, time_to_live=STATE_SECONDS)
+
+    def compare(before: Any, after: Any, threshold: Any,
+                photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
+        """Compare two photos: the `/compare` API endpoint and the button."""
+        try:
+            for image in (before, after):
+                if isinstance(image, dict) and image.get("path"):
+                    _check_in_cache(image["path"])
+            with page.model_lock:
+                return run_comparison(page.predictor, before, after, threshold, page.forget,
+                                      photos)
+        except UserError as exc:
+            raise page.error(exc) from None
+
+    compare_btn.click(page.settle, threshold, threshold, **page.settled).then(
+        compare, [before_in, after_in, threshold, compare_state],
+        [pair_out, diff_out, compare_summary, compare_table, compare_state],
+        api_name="compare", **page.common)
+
+
+def _video_tab(page: _Page) -> None:
+    """Video: a clip's faces followed and measured, read by the frame model; the `/video`
+    API endpoint."""
+    gr = page.gr
+    gr.Markdown(f"A clip (mp4, mov, webm, avi; up to {MAX_VIDEO_SECONDS} s): every face "
+                "is followed from frame to frame and measured in each. At most "
+                f"{VIDEO_FRAMES} frames are analysed (every n-th frame of a longer "
+                "clip); `predict.py clip.mp4` does any clip in full. The upload is "
+                "deleted once analysed.")
+    with gr.Row():
+        with gr.Column():
+            clip_in = gr.Video(sources=["upload"], label="Clip", elem_id="clip")
+            clip_threshold = page.slider(page.frames.threshold, "clip-threshold")
+            clip_btn = gr.Button("Analyse clip", variant="primary", elem_id="analyse")
+        with gr.Column():
+            clip_out = gr.Video(label="Wrinkles (red), frame by frame", interactive=False,
+                                elem_id="clip-overlay")
+    clip_summary = gr.Markdown(elem_id="clip-summary")
+    clip_plot = gr.Image(label="Wrinkle share per region over time", format="png",
+                         interactive=False, elem_id="clip-plot")
+    clip_table = gr.Dataframe(headers=VIDEO_HEADERS, interactive=False,
+                              label="Per face and region, over the clip (share: % of "
+                              "the region's pixels)", elem_id="clip-table",
+                              max_height=TABLE_HEIGHT)
+
+    def video(clip: Any, threshold: Any, progress: Any = gr.Progress(track_tqdm=True)
+              ) -> tuple[Any, Any, str, Any]:
+        """Analyse a clip: the `/video` API endpoint and the Video tab's button."""
+        try:
+            clip = clip.get("video", clip) if isinstance(clip, dict) else clip
+            if isinstance(clip, dict) and clip.get("path"):
+                _check_in_cache(clip["path"])
+            with page.model_lock:
+                return run_video(page.frames, clip, threshold, _private_cache_dir(),
+                                 page.forget)
+        except UserError as exc:
+            raise page.error(exc) from None
+
+    clip_btn.click(video, [clip_in, clip_threshold],
+                   [clip_out, clip_plot, clip_summary, clip_table], api_name="video",
+                   **page.common)
+
+
+def _live_tab(page: _Page) -> None:
+    """Live: the webcam streamed frame by frame through the frame model (page-only)."""
+    gr = page.gr
+    gr.Markdown("The webcam, live: faces are followed as they move, and the overlay and "
+                "each face's wrinkle share follow every frame the server can take. "
+                f"Up to {LIVE_STREAMS} viewers stream at once, taking turns frame by frame; a "
+                f"stream stops after {LIVE_SECONDS // 60} minutes (press Record again). "
+                "Frames are analysed in memory, never kept.")
+    with gr.Row():
+        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                       elem_id="camera")
+        live_out = gr.Image(label="Wrinkles (red)", interactive=False, format="jpeg",
+                            elem_id="live-overlay")
+    live_threshold = page.slider(page.frames.threshold, "live-threshold")
+    live_text = gr.Markdown(elem_id="live-text")
+    live_state = gr.State(None, time_to_live=STATE_SECONDS)
+
+    def live(frame: Any, threshold: Any, tracker: Any) -> tuple[Any, str, Any]:
+        try:
+            with page.model_lock:
+                return run_live(page.frames, frame, threshold, tracker)
+        except UserError as exc:
+            return None, html.escape(str(exc)), tracker
+
+    # Up to LIVE_STREAMS webcams stream at once (each asks for at most 10 frames a second
+    # and streams for at most LIVE_SECONDS at a time); a further one waits for a free slot.
+    cam.stream(live, [cam, live_threshold, live_state], [live_out, live_text, live_state],
+               stream_every=0.1, time_limit=LIVE_SECONDS, api_visibility="private",
+               concurrency_limit=LIVE_STREAMS, concurrency_id="live",
+               show_progress="hidden")
+
+
 def build_demo(predictor: WrinklePredictor, frames: WrinklePredictor | None = None) -> gr.Blocks:
     """The demo page around a loaded predictor of photos and one of clips and live frames
-    (`frames`, by default the same; WrinklePredictor.for_frames), not launched (see `serve`)."""
-    frames = predictor if frames is None else frames
-    gr = _gradio()
+    (`frames`, by default the same; WrinklePredictor.for_frames), not launched (see `serve`).
 
-    # Uploads never go through gradio's own image decoding (preprocess=False on every event): the
-    # handler gets the upload's path, reads it with the project's loader, and deletes it at once.
-    # Blocks has no flagging, so nothing else writes inputs to disk.
+    Uploads never go through gradio's own image decoding (preprocess=False on every event): the
+    handler gets the upload's path, reads it with the project's loader, and deletes it at once.
+    Blocks has no flagging, so nothing else writes inputs to disk."""
+    gr = _gradio()
     with gr.Blocks(title="Wrinkle finder", analytics_enabled=False,
                    delete_cache=DELETE_CACHE) as demo:
+        page = _Page(gr, demo, predictor, predictor if frames is None else frames)
         gr.Markdown("# Facial wrinkle finder\nUpload a photo (one face or several, any "
                     "framing or tilt), use the webcam or paste an image. Each face is aligned "
                     "as the training faces were, then measured per region. Photos are processed "
                     "in memory and deleted from the server once read.")
-        gr.Markdown(model_info(predictor, frames), elem_id="model-info")
-        photo_state = gr.State(None, time_to_live=STATE_SECONDS)
+        gr.Markdown(model_info(predictor, page.frames), elem_id="model-info")
         with gr.Tab("Find wrinkles"):
-            with gr.Row():
-                with gr.Column():
-                    photo_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
-                                        image_mode=None, label="Face photo", elem_id="photo")
-                    threshold = gr.Slider(*SLIDER, value=round(predictor.threshold, 2), step=0.01,
-                                          label="Threshold (lower finds more wrinkles)",
-                                          elem_id="threshold")
-                    marks = gr.Checkbox(False, label="Draw landmarks and region outlines",
-                                        elem_id="marks")
-                    thick = gr.Checkbox(False, label="Thicker lines (easier to see at page "
-                                        "size; the numbers are unchanged)", elem_id="thick")
-                    run = gr.Button("Find wrinkles", variant="primary", elem_id="run")
-                    if all(p.is_file() for p in EXAMPLES):
-                        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[photo_in],
-                                    cache_examples=False, label="Example faces (FFHQ, see examples/)")
-                with gr.Column():
-                    # PNG: lossy WebP (gradio's default) would smear 1-px wrinkle lines.
-                    overlay_out = gr.Image(label="Wrinkles (red)", format="png", interactive=False,
-                                           buttons=["download", "fullscreen"], elem_id="overlay")
-                    heatmap_out = gr.Image(label="Wrinkle probability (scale on the right)", format="png",
-                                           interactive=False, buttons=["download", "fullscreen"],
-                                           elem_id="heatmap")
-            summary = gr.Markdown(elem_id="summary")
-            table = gr.Dataframe(headers=TABLE_HEADERS,
-                                 datatype=["number", "str", "number", "number", "number", "number"],
-                                 interactive=False, label="Per face and region (aligned-frame "
-                                 "pixels; left and right are the person's own)", elem_id="regions",
-                                 max_height=TABLE_HEIGHT)
+            threshold = _photo_tab(page)
         with gr.Tab("Compare"):
-            gr.Markdown("Two photos of one person (before and after): each face is aligned into "
-                        "the same FFHQ frame and compared region by region. A change counts only "
-                        "beyond the noise band: what this method measures between two photos of "
-                        "the same unchanged face.")
-            with gr.Row():
-                before_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
-                                     image_mode=None, label="Before", elem_id="before")
-                after_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
-                                    image_mode=None, label="After", elem_id="after")
-            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
-            with gr.Row():
-                pair_out = gr.Image(label="Aligned faces with their wrinkles", format="png",
-                                    interactive=False, elem_id="pair")
-                diff_out = gr.Image(label="Difference", format="png", interactive=False,
-                                    elem_id="difference")
-            compare_summary = gr.Markdown(elem_id="compare-summary")
-            compare_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
-                                         label="Per region (share: % of the region's pixels)",
-                                         elem_id="compare-table", max_height=TABLE_HEIGHT)
-            compare_state = gr.State(None, time_to_live=STATE_SECONDS)
+            _compare_tab(page, threshold)
         with gr.Tab("Video"):
-            gr.Markdown(f"A clip (mp4, mov, webm, avi; up to {MAX_VIDEO_SECONDS} s): every face "
-                        "is followed from frame to frame and measured in each. At most "
-                        f"{VIDEO_FRAMES} frames are analysed (every n-th frame of a longer "
-                        "clip); `predict.py clip.mp4` does any clip in full. The upload is "
-                        "deleted once analysed.")
-            with gr.Row():
-                with gr.Column():
-                    clip_in = gr.Video(sources=["upload"], label="Clip", elem_id="clip")
-                    clip_threshold = gr.Slider(*SLIDER, value=round(frames.threshold, 2),
-                                               step=0.01, label="Threshold (lower finds more "
-                                               "wrinkles)", elem_id="clip-threshold")
-                    clip_btn = gr.Button("Analyse clip", variant="primary", elem_id="analyse")
-                with gr.Column():
-                    clip_out = gr.Video(label="Wrinkles (red), frame by frame", interactive=False,
-                                        elem_id="clip-overlay")
-            clip_summary = gr.Markdown(elem_id="clip-summary")
-            clip_plot = gr.Image(label="Wrinkle share per region over time", format="png",
-                                 interactive=False, elem_id="clip-plot")
-            clip_table = gr.Dataframe(headers=VIDEO_HEADERS, interactive=False,
-                                      label="Per face and region, over the clip (share: % of "
-                                      "the region's pixels)", elem_id="clip-table",
-                                      max_height=TABLE_HEIGHT)
+            _video_tab(page)
         with gr.Tab("Live"):
-            gr.Markdown("The webcam, live: faces are followed as they move, and the overlay and "
-                        "each face's wrinkle share follow every frame the server can take. "
-                        f"Up to {LIVE_STREAMS} viewers stream at once, taking turns frame by frame; a "
-                        f"stream stops after {LIVE_SECONDS // 60} minutes (press Record again). "
-                        "Frames are analysed in memory, never kept.")
-            with gr.Row():
-                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
-                               elem_id="camera")
-                live_out = gr.Image(label="Wrinkles (red)", interactive=False, format="jpeg",
-                                    elem_id="live-overlay")
-            live_threshold = gr.Slider(*SLIDER, value=round(frames.threshold, 2), step=0.01,
-                                       label="Threshold (lower finds more wrinkles)",
-                                       elem_id="live-threshold")
-            live_text = gr.Markdown(elem_id="live-text")
-            live_state = gr.State(None, time_to_live=STATE_SECONDS)
-
-        def forget(path: str) -> None:
-            _forget_upload(demo, path)
-
-        # One model, many callers: a webcam stream holds its queue slot for as long as it
-        # streams, so streams get slots of their own (LIVE_STREAMS) and every handler takes
-        # this lock for its model work: photos, clips and live frames take turns frame by frame.
-        model_lock = threading.Lock()
-
-        def predict(image: Any, threshold: Any, draw: bool = False,
-                    photo: dict[str, Any] | None = None) -> Outputs:
-            """Find wrinkles in one photo: the `/predict` API endpoint."""
-            return page_predict(image, threshold, draw, False, photo)
-
-        def page_predict(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
-                         photo: dict[str, Any] | None = None) -> Outputs:
-            """The same for the page's button, which also offers wider lines."""
-            try:
-                if isinstance(image, dict) and image.get("path"):
-                    _check_in_cache(image["path"])
-                with model_lock:
-                    return run_prediction(predictor, image, threshold, photo, forget,
-                                          bool(draw), bool(wide))
-            except UserError as exc:
-                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
-
-        def refresh(image: Any, threshold: Any, draw: bool = False, wide: bool = False,
-                    photo: dict[str, Any] | None = None) -> Outputs:
-            """The same, for automatic re-runs: a cleared photo just clears the results."""
-            if image is None:
-                return None, None, "", None, None
-            return page_predict(image, threshold, draw, wide, photo)
-
-        def clear() -> tuple[None, None, str, None]:
-            return None, None, "", None
-
-        def settle(value: Any) -> float:
-            """The slider's value as the page shows it (a typed 2 shows, and runs, as 0.95)."""
-            try:
-                return page_threshold(value)
-            except UserError as exc:
-                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
-
-        inputs = [photo_in, threshold, marks, thick, photo_state]
-        outputs = [overlay_out, heatmap_out, summary, table, photo_state]
-        common = {"preprocess": False, "concurrency_limit": 1, "concurrency_id": "predictor"}
-        quick = {"queue": False, "api_visibility": "private"}
-        settled = {"api_visibility": "private", "preprocess": False}  # queued: its warning shows
-
-        def compare(before: Any, after: Any, threshold: Any,
-                    photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
-            """Compare two photos: the `/compare` API endpoint and the button."""
-            try:
-                for image in (before, after):
-                    if isinstance(image, dict) and image.get("path"):
-                        _check_in_cache(image["path"])
-                with model_lock:
-                    return run_comparison(predictor, before, after, threshold, forget, photos)
-            except UserError as exc:
-                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
-
-        def video(clip: Any, threshold: Any, progress: Any = gr.Progress(track_tqdm=True)
-                  ) -> tuple[Any, Any, str, Any]:
-            """Analyse a clip: the `/video` API endpoint and the Video tab's button."""
-            try:
-                clip = clip.get("video", clip) if isinstance(clip, dict) else clip
-                if isinstance(clip, dict) and clip.get("path"):
-                    _check_in_cache(clip["path"])
-                with model_lock:
-                    return run_video(frames, clip, threshold, _private_cache_dir(), forget)
-            except UserError as exc:
-                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
-
-        def live(frame: Any, threshold: Any, tracker: Any) -> tuple[Any, str, Any]:
-            try:
-                with model_lock:
-                    return run_live(frames, frame, threshold, tracker)
-            except UserError as exc:
-                return None, html.escape(str(exc)), tracker
-
-        clip_btn.click(video, [clip_in, clip_threshold],
-                       [clip_out, clip_plot, clip_summary, clip_table], api_name="video",
-                       **common)
-        # Up to LIVE_STREAMS webcams stream at once (each asks for at most 10 frames a second
-        # and streams for at most LIVE_SECONDS at a time); a further one waits for a free slot.
-        cam.stream(live, [cam, live_threshold, live_state], [live_out, live_text, live_state],
-                   stream_every=0.1, time_limit=LIVE_SECONDS, api_visibility="private",
-                   concurrency_limit=LIVE_STREAMS, concurrency_id="live",
-                   show_progress="hidden")
-        compare_btn.click(settle, threshold, threshold, **settled).then(
-            compare, [before_in, after_in, threshold, compare_state],
-            [pair_out, diff_out, compare_summary, compare_table, compare_state],
-            api_name="compare", **common)
-        run.click(settle, threshold, threshold, **settled).then(
-            page_predict, inputs, outputs, api_visibility="private", **common)
-        # The API's /predict: (photo, threshold, draw marks) as ever; the page's extras stay off.
-        api_only = gr.Button(visible=False)
-        api_only.click(predict, [photo_in, threshold, marks, photo_state], outputs,
-                       api_name="predict", **common)
-        photo_in.change(clear, None, outputs[:4], **quick).then(
-            refresh, inputs, outputs, api_visibility="private", **common)
-        threshold.release(settle, threshold, threshold, **settled).then(
-            refresh, inputs, outputs, api_visibility="private", **common)
-        marks.change(refresh, inputs, outputs, api_visibility="private", **common)
-        thick.change(refresh, inputs, outputs, api_visibility="private", **common)
+            _live_tab(page)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 
