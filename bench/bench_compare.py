@@ -29,24 +29,23 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-from utils.compare import NOISE_FILE, REGIONS, compare_faces, shape_distance  # noqa: E402
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from utils.faces.photos import CANVASES, make_photo  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
+from bench.common import DATA, run_cli, save
+from utils.compare import NOISE_FILE, REGIONS, compare_faces, shape_distance
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.errors import UserError
+from utils.faces.photos import CANVASES, make_photo
+from utils.inference.predictor import WrinklePredictor
+from utils.io import write_json
+from utils.runtime import machine_facts
 
 IDENTITY_PERCENTILE = 99
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 NO_NOISE = {"band": dict.fromkeys(REGIONS, 0.0), "identity_threshold": float("inf")}
 
 
@@ -170,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * ident['same_face_flagged']:.1f} % of same-face pairs and "
           f"{100 * ident['different_faces_flagged']:.1f} % of different-face pairs")
     print("(shares and changes in points of wrinkle share: 100 x wrinkle px / region px)")
-    if args.out:
-        write_json(args.out, res)
-        print(f"figures in {args.out}")
+    save(res, args.out)
     if args.write_noise:
         write_json(NOISE_FILE, {"band": res["band"], "identity_threshold": ident["threshold"],
                                 "identity": {k: ident[k] for k in (
@@ -185,4 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

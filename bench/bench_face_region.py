@@ -27,19 +27,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.faces.detection import detect_faces  # noqa: E402
-from utils.faces.regions import landmark_face_region  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, run_cli, save
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.faces.detection import detect_faces
+from utils.faces.regions import landmark_face_region
+from utils.runtime import machine_facts
 
 
 def measure(data: Path, limit: int | None = None) -> dict:
@@ -108,11 +105,9 @@ def main() -> int:
     print(f"image covered by the region: pooled {share['pooled']:.2%}, per image min "
           f"{share['per_image_min']:.2%}, median {share['per_image_median']:.2%}, max "
           f"{share['per_image_max']:.2%}")
-    if args.out:
-        write_json(args.out, res)
-        print(f"saved {args.out}")
+    save(res, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -31,20 +31,18 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-from utils.data.images import load_image  # noqa: E402
-from utils.faces import detection  # noqa: E402
-from utils.faces.photos import SyntheticPhoto, make_photo  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
+from bench.common import DATA, run_cli, save
+from utils.data.images import load_image
+from utils.faces import detection
+from utils.faces.photos import SyntheticPhoto, make_photo
+from utils.runtime import machine_facts
 
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 DARK_CONTRAST, DARK_GAIN = 0.3, 0.25  # low light: a quarter of the exposure, 30 % contrast
 VARIANTS = ("photo", "dark", "grey", "yaw35", "hand_mouth", "hand_eye", "glasses", "small")
 
@@ -222,11 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{v:12} {100 * d['found_hog']:9.1f}% {100 * d['found_both']:9.1f}% "
               f"{d['second_detector_calls']:10d} {d['seconds_per_photo_hog']:12.3f} "
               f"{d['seconds_per_photo_both']:13.3f}")
-    if args.out:
-        write_json(args.out, res)
-        print(f"figures in {args.out}")
+    save(res, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

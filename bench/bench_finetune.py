@@ -22,21 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.faces.detection import detect_faces  # noqa: E402
-from utils.faces.regions import region_masks  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, REPO, labelled_ids, run_cli, save
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.faces.detection import detect_faces
+from utils.faces.regions import region_masks
+from utils.inference.predictor import WrinklePredictor
+from utils.runtime import machine_facts
 
 
 def rule_label(i: str, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the model to fine-tune (default: the bundled one)")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
-    ids = sorted(q.stem for q in (args.data / "manual_wrinkle_masks").glob("*.png"))
+    ids = labelled_ids(args.data)
     rng = np.random.default_rng(0)
     ids = [ids[k] for k in rng.permutation(len(ids))]
     train_ids = ids[:args.train_faces]
@@ -107,11 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine_facts(), "train_faces": len(train_ids),
               "eval_faces": len(eval_ids), "base": args.base, "minutes": minutes,
               "before": before, "after": after}
-    if args.out:
-        write_json(args.out, result)
-        print(f"figures written to {args.out}")
+    save(result, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -20,19 +20,16 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, labelled_ids, run_cli, save
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.errors import UserError
+from utils.inference.predictor import WrinklePredictor
 
 
 def grey_copy(rgb: np.ndarray) -> np.ndarray:
@@ -79,17 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                    "model's own)")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
-    ids = sorted(q.stem for q in (args.data / "manual_wrinkle_masks").glob("*.png"))
-    if not ids:
-        print(f"error: no labelled faces in {args.data}", file=sys.stderr)
-        return 1
+    ids = labelled_ids(args.data)
     if args.cv:
         folds = sorted(cp for cp in args.cv.glob("fold*/last.pth")
                        if (cp.parent / "oof.npz").is_file())  # finished folds only
         if not folds:
-            print(f"error: {args.cv}: no finished fold (fold<k>/last.pth and oof.npz)",
-                  file=sys.stderr)
-            return 1
+            raise UserError(f"{args.cv}: no finished fold (fold<k>/last.pth and oof.npz)")
         total: dict[str, list[float]] = {}
         for cp in folds:
             held = (cp.parent / "val_ids.txt").read_text().split()
@@ -107,11 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{what}: colour share {100 * result['colour_share']:.2f} %, grey share "
           f"{100 * result['grey_share']:.2f} % (ratio {result['grey_over_colour']:.3f}); pooled "
           f"F1 colour {result['pooled_f1_colour']:.4f}, grey {result['pooled_f1_grey']:.4f}")
-    if args.out:
-        write_json(args.out, {"machine": machine_facts(), "what": what, **result})
-        print(f"figures written to {args.out}")
+    save({"what": what, **result}, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -20,18 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
+from bench.common import DATA, run_cli, save
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.errors import UserError
+from utils.runtime import machine_facts
 
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 
 
@@ -155,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{', '.join(f'{d:+.4f}' for d in s[name]['minus_fp32_per_fold'])}; masks "
                  f"agree on {100 * s[name]['agreement_at_0.5']:.2f} % of pixels")
         print(f"{name:16s} pooled F1  {row}{extra}")
-    if args.out:
-        write_json(args.out, report)
-        print(f"written {args.out}")
+    save(report, args.out)
     return 0
 
 

@@ -27,25 +27,22 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.faces.photos import CANVASES, make_photo  # noqa: E402
-from utils.inference.batch import predict_files  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts, profile_stages  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, labelled_ids, run_cli, save
+from utils.data.images import load_image
+from utils.faces.photos import CANVASES, make_photo
+from utils.inference.batch import predict_files
+from utils.inference.predictor import WrinklePredictor
+from utils.runtime import machine_facts, profile_stages
 
 
 def make_photos(data: Path, n: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(id, photo 800-960 px long, the aligned face it was made from)."""
-    ids = sorted(p.stem for p in (data / "manual_wrinkle_masks").glob("*.png"))[:n]
+    ids = labelled_ids(data, n)
     out = []
     for k, i in enumerate(ids):
         face = load_image(data / "images256x256" / f"{i}.jpg")
@@ -140,11 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         a = res["mask_agreement_with"]
         print(f"masks vs {a['file']}: mean agreement {100 * a['mean']:.4f} %, worst "
               f"{100 * a['worst']:.4f} %, {a['identical_photos']} of {n} identical")
-    if args.out:
-        write_json(args.out, res)
-        print(f"figures in {args.out}")
+    save(res, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

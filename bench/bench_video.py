@@ -30,20 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.data.images import load_image  # noqa: E402
-from utils.faces.detection import detector_calls  # noqa: E402
-from utils.faces.photos import make_clip  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.inference.video import H264Writer, predict_video  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts, profile_stages  # noqa: E402
+from bench.common import DATA, labelled_ids, run_cli, save
+from utils.data.images import load_image
+from utils.faces.detection import detector_calls
+from utils.faces.photos import make_clip
+from utils.inference.predictor import WrinklePredictor
+from utils.inference.video import H264Writer, predict_video
+from utils.runtime import machine_facts, profile_stages
 
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 SIZES = {"640x480": ((640, 480), 220.0), "1280x720": ((1280, 720), 400.0)}
 
 
@@ -89,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         "the bundled frame model; photo: the bundled photo model)")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
-    ids = sorted(q.stem for q in (args.data / "manual_wrinkle_masks").glob("*.png"))
-    if not ids:
-        print(f"error: no labelled faces in {args.data}", file=sys.stderr)
-        return 1
+    ids = labelled_ids(args.data)
     ids = ids[:: max(1, len(ids) // args.clips)][: args.clips]
     predictor = WrinklePredictor().for_frames(args.frame_model, quiet=True)
     print(f"frames read by {predictor.description}", flush=True)
@@ -151,11 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         live = len(frames) / (time.perf_counter() - t0)
         results["live_handler_fps"] = live
         print(f"live handler (app, 640x480 webcam frames): {live:.1f} frames/s")
-    if args.out:
-        write_json(args.out, results)
-        print(f"figures written to {args.out}")
+    save(results, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

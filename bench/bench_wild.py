@@ -23,21 +23,19 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-from utils.data.images import load_image  # noqa: E402
-from utils.data.masks import read_mask, resize_mask  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from utils.faces.photos import CANVASES, make_photo  # noqa: E402
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
+from bench.common import DATA, run_cli, save
+from utils.data.images import load_image
+from utils.data.masks import read_mask, resize_mask
+from utils.errors import UserError
+from utils.faces.photos import CANVASES, make_photo
+from utils.inference.predictor import WrinklePredictor
+from utils.runtime import machine_facts
 
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 SIZE = 256
 
 
@@ -137,11 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{canvas:6}  {d['photos']:6}  {d['faces_found']:5}  {d['right_face']:10}  "
               f"{d['f1_wild']:7.3f}  {d['f1_control']:10.3f}  {d['ratio']:5.3f}  "
               f"{d['seconds_per_photo']:7.3f}")
-    if args.out:
-        write_json(args.out, res)
-        print(f"figures in {args.out}")
+    save(res, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -30,14 +30,13 @@ import statistics
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.training.crossval import f1_of, has_oof, read_counts  # noqa: E402
+from bench.common import run_cli, save
+from utils.errors import UserError
+from utils.training.crossval import f1_of, has_oof, read_counts
 
 
 def _split(spec: str) -> tuple[Path, str]:
@@ -146,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== all {d['folds']} folds of {len(pairs)} pairs: B - A {d['mean']:+.4f}{sd} per "
               f"fold, B better on {d['b_better']} of {d['folds']}; each pair's pooled gain in "
               f"units of A's fold spread: {gains}")
-    if args.out:
-        write_json(args.out, r)
-        print(f"figures: {args.out}")
+    save(r, args.out)
     return 0
 
 
