@@ -8,7 +8,7 @@ rewritten after each one, so a killed run still leaves what it measured). Measur
 - training images/s and peak memory of the official U-Net (4 ch, 2 classes, width 64, bilinear)
   at 1024 px, batch 8, bf16 autocast + channels_last, AdamW, Dice + focal, gradient clipping as
   train.py runs it; with cudnn.benchmark as a candidate; the largest of batch 16/32 that fits;
-  fp32 (fewer steps); optionally torch.compile (--compile, in a child process with a timeout);
+  fp32 (fewer steps);
 - inference latency per image at 1024 (batch 1 and 8), fp32 against bf16 + channels_last, with the
   argmax-mask agreement between them (random weights in the published layout);
 - the default model (config.yaml model section: 3 ch, 1 class) training images/s at 256 and 512,
@@ -30,7 +30,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -132,14 +131,11 @@ def train_flops_per_image(model_kw: dict[str, Any], size: int) -> float:
 
 
 def train_rate(device: torch.device, model_kw: dict[str, Any], size: int, batch: int,
-               dtype: torch.dtype | None, warmup: int, steps: int, clock: Clock,
-               compile_model: bool = False) -> dict[str, Any]:
+               dtype: torch.dtype | None, warmup: int, steps: int, clock: Clock) -> dict[str, Any]:
     """Images/s of whole optimisation steps as train.py runs them, and peak memory."""
     cfg = load_config()
     fresh_memory(device)
     model = build_model(**model_kw).to(device).to(memory_format=torch.channels_last).train()
-    if compile_model:
-        model = torch.compile(model)
     criterion = build_loss(cfg["loss"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["train"]["lr"],
                             weight_decay=cfg["train"]["weight_decay"])
@@ -168,7 +164,7 @@ def train_rate(device: torch.device, model_kw: dict[str, Any], size: int, batch:
     sync(device)
     dt = time.perf_counter() - t0
     out = {"size": size, "batch": batch, "precision": "bf16" if dtype else "fp32",
-           "channels_last": True, "compiled": compile_model, "warmup_steps": warmup,
+           "channels_last": True, "warmup_steps": warmup,
            "warmup_s": round(warm_s, 2), "steps": done, "images_per_s": round(done * batch / dt, 2),
            "s_per_step": round(dt / done, 4), "peak_mem_gib": peak_gib(device),
            "final_loss": round(float(loss), 4)}
@@ -305,36 +301,14 @@ class Recorder:
         write_json(self.out, self.data)
 
 
-def compile_in_child(args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
-    """torch.compile's training rate, in a child process killed after timeout_s (compilation
-    time is unbounded and must not eat the loan)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "compile.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--only-compile", "--out", str(out),
-               "--budget", str(int(timeout_s))]
-        cmd += ["--cpu"] if args.cpu else []
-        cmd += ["--quick"] if args.quick else []
-        try:
-            proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            return {"error": f"torch.compile run exceeded {timeout_s:.0f} s and was stopped"}
-        if not out.is_file():
-            return {"error": f"child exited {proc.returncode}: {proc.stderr.strip()[-400:]}"}
-        return json.loads(out.read_text())
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/gpu_check.json"), help="JSON output")
     p.add_argument("--cpu", action="store_true", help="run on the CPU (to test the script)")
     p.add_argument("--quick", action="store_true", help="toy sizes and 2 steps")
-    p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile (child process, bounded by the budget)")
     p.add_argument("--budget", type=float, default=230,
                    help="seconds for the whole run; later measurements are skipped")
-    p.add_argument("--only-compile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     clock = Clock(args.budget)
@@ -349,12 +323,6 @@ def main() -> int:
     plan = QUICK if args.quick else Plan()
     bf16 = torch.bfloat16
     size, batch = plan.official_size, plan.batch
-
-    if args.only_compile:
-        res = train_rate(device, OFFICIAL, size, batch, bf16, plan.warmup, plan.steps, clock,
-                         compile_model=True)
-        write_json(args.out, res)
-        return 0
 
     cfg_model = load_config()["model"]
     default_kw = {"name": cfg_model["name"], "n_channels": 3, "n_classes": cfg_model["n_classes"],
@@ -406,14 +374,6 @@ def main() -> int:
                     lambda b=b: official_train(b, bf16, max(2, plan.steps // 2)))
         if r is None:
             break  # out of memory (or time): a larger batch will not fit either
-    def compiled() -> dict[str, Any]:
-        r = compile_in_child(args, min(180.0, clock.left() - 10))
-        if "error" in r:
-            raise RuntimeError(r["error"])
-        return with_tflops(r, flops_official)
-
-    if args.compile:
-        rec.run(f"train_official_{size}_bf16_b{batch}_compiled", 60, compiled)
     rec.save()
     print(f"written {args.out} ({clock.elapsed():.0f} s)")
     return 0

@@ -2,7 +2,7 @@
 # GPU check from a clean checkout, in about 5 minutes: set up Python, print nvidia-smi, then run
 # bench/gpu_check.py (training and inference speed of the U-Nets) into OUT_DIR/gpu_check.json.
 #
-#   bash bench/gpu_check.sh OUT_DIR [gpu_check.py flags, e.g. --compile]
+#   bash bench/gpu_check.sh OUT_DIR [gpu_check.py flags, e.g. --budget 400]
 #
 # Python, fastest first (GPU minutes are scarce, and a CUDA torch is a 3 GB download):
 #   1. an existing .venv-gpu (or the project's .venv) whose torch sees the GPU;
