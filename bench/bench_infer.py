@@ -12,8 +12,8 @@ as on an AVX2-only CPU with `.ci/avx2 .venv/bin/python bench/bench_infer.py`.
 Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameters; random weights
 from its published parameter layout, since the official weights cannot be downloaded here) and the
 default model (the bundled checkpoint, or its architecture if the file is absent), each at 512
-and 1024 px (and the default at its native 256), on real faces from ../shared. Also the
-whole-request latency of the app's handler on a real face. Times are medians per image.
+and 1024 px (and the default at its native 256), and the frame model of clips and the webcam
+(res/cp/frames_ffhq256.pth) at 256, on real faces from ../shared. Also the whole-request latency of the app's handler on a real face. Times are medians per image.
 
     python bench/bench_infer.py --out runs/bench_infer.json
 """
@@ -48,6 +48,7 @@ from utils.inference.backends import (  # noqa: E402
 )
 from utils.inference.loading import (  # noqa: E402
     DEFAULT_CHECKPOINT,
+    FRAME_CHECKPOINT,
     OFFICIAL_RECIPE,
     fold_batchnorm,
 )
@@ -203,6 +204,12 @@ def main() -> int:
         r = compare(model, recipe, size, images, thr, args.repeats)
         results[f"default_{size}"] = r | {"weights": weights}
         print(f"default_{size}: {r}", flush=True)
+    if FRAME_CHECKPOINT.is_file():  # the frame model of clips and the webcam, at its 256 px
+        ckpt = load_checkpoint(FRAME_CHECKPOINT)
+        r = compare(model_from_checkpoint(ckpt), ckpt["preprocess"], 256, images,
+                    ckpt["threshold"], args.repeats)
+        results["frames_256"] = r | {"weights": FRAME_CHECKPOINT.name}
+        print(f"frames_256: {r}", flush=True)
 
     try:
         from app import run_prediction

@@ -250,3 +250,56 @@ def test_ctrl_c_keeps_a_playable_video_and_the_rows_so_far(tmp_path: Path) -> No
     assert _decoded_frames(out / "long_overlay.mp4") == n
     assert "interrupted" in _rows(out / "long_summary.csv")[0]["notes"]
     assert not list(out.glob(".long_overlay.part*"))
+
+
+def test_the_frame_model_is_chosen_as_the_flag_says() -> None:
+    """--frame-model auto: the bundled frame model when photos use the bundled model, else the
+    photo model; photo: the photo model; a file: that file. The frame predictor shares the
+    photo predictor's face parser and settings."""
+    from utils.demo import model_info
+    from utils.inference.loading import FRAME_CHECKPOINT
+    from utils.inference.predictor import WrinklePredictor
+
+    photo = WrinklePredictor(faces="largest")
+    frames = photo.for_frames("auto", quiet=True)
+    assert frames is not photo and Path(frames.checkpoint) == FRAME_CHECKPOINT
+    assert frames.parser is photo.parser and frames.faces_mode == "largest"
+    assert frames.loaded.recipe["image_size"] == photo.loaded.recipe["image_size"]
+    assert "width 16" in frames.description and "width 32" in photo.description
+    assert frames.short_name.startswith("frames_ffhq256 (")
+    assert photo.for_frames("photo") is photo
+    other = WrinklePredictor(FRAME_CHECKPOINT)  # a photo model that is not the bundled one
+    assert other.for_frames("auto") is other
+    assert WrinklePredictor(baseline=True).for_frames("auto").is_baseline
+    named = photo.for_frames(str(FRAME_CHECKPOINT), quiet=True)
+    assert Path(named.checkpoint) == FRAME_CHECKPOINT
+    info = model_info(photo, frames)
+    assert "Clips and the webcam" in info and "frames_ffhq256" in info
+    assert "Clips and the webcam" not in model_info(photo, photo)
+
+
+def test_a_clip_says_which_model_read_each_frame(tmp_path: Path) -> None:
+    """The frames CSV's model column and the overlay's caption name the frame model (or the
+    photo model with --frame-model photo)."""
+    clip = make_clip(_faces()[:1], 6, face_px=200, seed=7, jitter_px=0, jitter_deg=0)
+    src = _save(clip.frames, tmp_path / "one.mp4")
+    models, bands = {}, {}
+    for choice in ("auto", "photo"):
+        out = tmp_path / choice
+        r = _predict(str(src), "--out", str(out), "--no-progress", "--frame-model", choice)
+        assert r.returncode == 0, r.stdout + r.stderr
+        models[choice] = {x["model"] for x in _rows(out / "one_frames.csv")}
+        cap = cv2.VideoCapture(str(out / "one_overlay.mp4"))
+        ok, first = cap.read()
+        cap.release()
+        assert ok
+        h, w = first.shape[:2]
+        source = cv2.cvtColor(clip.frames[0], cv2.COLOR_RGB2BGR).astype(int)
+        diff = np.abs(first.astype(int) - source).mean(axis=2)
+        bands[choice] = (diff[h - 24:, : w // 3].mean(), diff[:24, -w // 3:].mean())
+    assert len(models["auto"]) == 1 and next(iter(models["auto"])).startswith("frames_ffhq256")
+    assert len(models["photo"]) == 1 and next(iter(models["photo"])).startswith("default_ffhq256")
+    for caption, corner in bands.values():
+        # the caption's letters in the bottom-left corner; the top-right corner, with no face
+        # and no caption, differs from the source by compression alone
+        assert caption > 4 * corner and caption > 8, bands
