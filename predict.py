@@ -3,9 +3,12 @@
 was, predicted, measured per region (forehead, between the brows, crow's feet, under the eyes,
 nasolabial folds, around the mouth, cheeks) and pasted back into the photo.
 
-Writes per photo a mask and an overlay of the whole photo with all its faces, and wrinkles.csv
-with one row per face: where it is, the detector's score, and the statistics (share of the
-face, per region the share, line count and line length, in aligned-frame pixels).
+Writes per photo a mask and an overlay of the whole photo with all its faces, its wrinkle lines
+(<name>_lines.csv, one row per line: region, length and width in mm, angle; their points in
+<name>_lines.json), and wrinkles.csv with one row per face: where it is, the detector's score,
+and the statistics (share of the face; per region the share, pixel counts and, in mm, the line
+count, total length, mean width and density). Millimetres come from the distance between the
+pupils: 63 mm unless --ipd-mm gives the person's own.
 
 Folder runs are resumable: wrinkles.csv gains each photo's rows as soon as it is finished, and
 predict_log.csv records it; after Ctrl-C or a crash the same command goes on where it stopped
@@ -30,7 +33,13 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import UserError, run_cli
-from utils.model_args import add_frame_model_arg, add_model_args, check_model_args, tta_choice
+from utils.model_args import (
+    add_frame_model_arg,
+    add_model_args,
+    add_scale_arg,
+    check_model_args,
+    tta_choice,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="measure statistics in the face region (auto: BiSeNet when its weights "
                         "are at res/cp/79999_iter.pth, else the landmark region) or the whole "
                         "aligned frame (none)")
+    add_scale_arg(p)
     p.add_argument("--regions", action="store_true",
                    help="draw the region outlines on the overlays")
     p.add_argument("--landmarks", action="store_true",
@@ -108,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kw = {"device": args.device, "precision": args.precision, "backend": args.backend,
           "tta": tta_choice(args), "faces": args.faces,
-          "no_face": args.no_face, "face_region": args.face_region}
+          "no_face": args.no_face, "face_region": args.face_region, "ipd_mm": args.ipd_mm}
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, **kw)
     failed = 0
     if not videos:  # photos only: the folder run reports the inputs it could not find itself

@@ -3,11 +3,17 @@ line lengths of the annotator's real masks at 1024 px against the same masks max
 
 from __future__ import annotations
 
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import MASKS, labelled_ids, needs_data
+from tests.conftest import MASKS, REPO, labelled_ids, needs_data
 from utils.faces.lines import (
     IPD_MM,
     frame_scale,
@@ -109,3 +115,55 @@ def test_measured_lines_carry_region_width_angle_and_probability() -> None:
     assert abs(line.angle_deg) < 1
     assert line.length_px == pytest.approx(78, abs=2)
     assert line.width_px == pytest.approx(3, rel=0.1)
+
+
+@needs_data
+def test_predict_py_writes_each_faces_lines_in_mm_and_their_points_on_the_photo(
+        tmp_path: Path) -> None:
+    """A rotated photo of a real face: <name>_lines.csv has a row per line whose lengths add up
+    to wrinkles.csv's length_mm (and per region likewise); <name>_lines.json puts every line on
+    the mask pasted into the photo; --ipd-mm scales every mm figure by the IPD given."""
+    from tests.conftest import IMAGES
+    from utils.data.images import load_image
+    from utils.faces.photos import make_photo
+    from utils.visualize import write_png
+
+    photo = make_photo(load_image(IMAGES / f"{labelled_ids()[3]}.jpg"), seed=5,
+                       face_px=(420, 440))
+    src = tmp_path / "rotated.png"
+    write_png(src, photo.rgb)
+    tables = {}
+    for ipd in (None, 58.0):
+        out = tmp_path / f"out{ipd}"
+        extra = [] if ipd is None else ["--ipd-mm", str(ipd)]
+        r = subprocess.run([sys.executable, "predict.py", str(src), "--out", str(out),
+                            "--no-progress", *extra], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        with (out / "wrinkles.csv").open() as fh:
+            (face,) = list(csv.DictReader(fh))
+        with (out / "rotated_lines.csv").open() as fh:
+            lines = list(csv.DictReader(fh))
+        tables[ipd] = face, lines
+        assert len(lines) == int(face["line_count"]) > 5
+        assert sum(float(x["length_mm"]) for x in lines) == pytest.approx(
+            float(face["length_mm"]), abs=0.01 * len(lines))
+        fore = [x for x in lines if x["region"] == "forehead"]
+        assert len(fore) == int(face["forehead_line_count"])
+        assert all(-90 <= float(x["angle_deg"]) <= 90 and 0 < float(x["mean_prob"]) <= 1
+                   for x in lines)
+        points = json.loads((out / "rotated_lines.json").read_text())
+        mask = cv2.imread(str(out / "rotated_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        pts = np.array([p for f in points["faces"] for ln in f["lines"] for p in ln["points"]])
+        assert (points["width"], points["height"]) == (mask.shape[1], mask.shape[0])
+        on = near[np.clip(pts[:, 1].round().astype(int), 0, mask.shape[0] - 1),
+                  np.clip(pts[:, 0].round().astype(int), 0, mask.shape[1] - 1)]
+        assert on.mean() > 0.95  # the lines lie on the mask pasted back into the photo
+    (default, _), (own, _) = tables[None], tables[58.0]
+    assert default["scale_source"] == "default" and own["scale_source"] == "measured"
+    assert float(own["length_mm"]) == pytest.approx(float(default["length_mm"]) * 58 / 63,
+                                                    rel=0.002)
+    bad = subprocess.run([sys.executable, "predict.py", str(src), "--ipd-mm", "6.3"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "interpupillary" in bad.stderr

@@ -23,6 +23,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_tta_arg(p)
 
 
+def add_scale_arg(p: argparse.ArgumentParser) -> None:
+    """--ipd-mm: the person's interpupillary distance, the scale of every mm figure."""
+    p.add_argument("--ipd-mm", type=float, metavar="MM",
+                   help="the person's measured interpupillary distance in mm (pupil centre to "
+                        "pupil centre), the scale of every mm figure; default: the adult mean "
+                        "of 63 mm, which puts about +-6 %% (one sd between adults) on them")
+
+
 def add_frame_model_arg(p: argparse.ArgumentParser) -> None:
     """--frame-model: which model reads clips and the live webcam."""
     p.add_argument("--frame-model", default="auto", metavar="auto|photo|FILE",
@@ -55,6 +63,9 @@ def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> No
     frame_model = getattr(args, "frame_model", "auto")
     if frame_model not in ("auto", "photo") and args.baseline:
         p.error("--frame-model FILE and --baseline exclude each other")
+    ipd = getattr(args, "ipd_mm", None)
+    if ipd is not None and not 40 <= ipd <= 90:
+        p.error(f"--ipd-mm {ipd:g}: an adult's interpupillary distance is about 50-75 mm")
     threshold = getattr(args, "threshold", None)
     if threshold is not None and not 0 < threshold < 1:
         p.error("--threshold must be between 0 and 1")

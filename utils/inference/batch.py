@@ -23,7 +23,7 @@ from utils.data.videos import VIDEO_EXTENSIONS
 from utils.errors import UserError
 from utils.faces.regions import PAIRED, REGION_NAMES
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
-from utils.io import csv_text, write_text
+from utils.io import csv_text, write_json, write_text
 from utils.runtime import stage
 from utils.visualize import draw_aligned, draw_faces, overlay, write_png
 
@@ -79,13 +79,25 @@ def collect_inputs(items: list[str], exclude: str | Path | None = None
 PENDING_WRITES = 4
 
 
+# Per face and per region, the lines as clinicians count them (utils/faces/lines.line_stats).
+MM_FIELDS = ("line_count", "length_mm", "width_mm", "density_mm_per_cm2")
+
+
+def _mm_cells(prefix: str, st: dict[str, float]) -> dict[str, Any]:
+    return {f"{prefix}line_count": st["count"], f"{prefix}length_mm": f"{st['length_mm']:.2f}",
+            f"{prefix}width_mm": f"{st['width_mm']:.3f}",
+            f"{prefix}density_mm_per_cm2": f"{st['density_mm_per_cm2']:.3f}"}
+
+
 def csv_fields() -> list[str]:
     """The columns of wrinkles.csv: one row per face (docs/reference/outputs.md)."""
     fields = ["file", "face", "width", "height", "box_x0", "box_y0", "box_x1", "box_y1",
               "detector", "detector_score", "face_side_px", "roll_deg", "frame_px", "model", "threshold",
-              "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px"]
+              "wrinkle_share", "face_px", "wrinkle_px", "lines", "length_px",
+              "mm_per_px", "ipd_mm", "scale_source", *MM_FIELDS]
     for name in REGION_NAMES:
-        fields += [f"{name}_share", f"{name}_px", f"{name}_lines", f"{name}_length_px"]
+        fields += [f"{name}_share", f"{name}_px", f"{name}_lines", f"{name}_length_px",
+                   *(f"{name}_{k}" for k in MM_FIELDS)]
     fields += [f"{k}_asymmetry" for k in (*PAIRED, "upper_vs_lower")]
     return [*fields, "notes"]
 
@@ -113,6 +125,11 @@ def csv_rows(path: Path | str, res: WrinkleResult, model: str) -> list[dict[str,
             key = r["region"]
             row |= {f"{key}_share": f"{r['share']:.6f}", f"{key}_px": r["wrinkle_px"],
                     f"{key}_lines": r["lines"], f"{key}_length_px": r["length_px"]}
+        if f.scale is not None and "mm" in st:
+            row |= {"mm_per_px": f"{f.scale.mm_per_px:.5f}", "ipd_mm": f"{f.scale.ipd_mm:g}",
+                    "scale_source": f.scale.source}
+            for key, cells in st["mm"].items():
+                row |= _mm_cells("" if key == "face" else f"{key}_", cells)
         rows.append(row)
     return rows
 
@@ -187,9 +204,48 @@ class Journal:
                     os.fsync(fh.fileno())
 
 
+LINE_FIELDS = ["file", "face", "line", "region", "length_mm", "width_mm", "angle_deg",
+               "mean_prob", "points", "mm_per_px", "scale_source"]
+
+
+def line_rows(path: Path | str, res: WrinkleResult) -> list[dict[str, Any]]:
+    """<name>_lines.csv: one row per wrinkle line of every face (lengths and widths in mm,
+    the angle to the eye line in degrees, -90..90; its points are in <name>_lines.json)."""
+    rows = []
+    for f in res.faces:
+        if f.scale is None:
+            continue
+        mm = f.scale.mm_per_px
+        for n, ln in enumerate(f.lines):
+            rows.append({"file": str(path), "face": f.index, "line": n, "region": ln.region,
+                         "length_mm": f"{ln.length_px * mm:.2f}",
+                         "width_mm": f"{ln.width_px * mm:.3f}",
+                         "angle_deg": f"{ln.angle_deg:.1f}",
+                         "mean_prob": "" if ln.mean_prob is None else f"{ln.mean_prob:.3f}",
+                         "points": len(ln.points), "mm_per_px": f"{mm:.5f}",
+                         "scale_source": f.scale.source})
+    return rows
+
+
+def line_points(path: Path | str, res: WrinkleResult) -> dict[str, Any]:
+    """<name>_lines.json: every line's polyline in the photo's pixels (x, y), as analysed
+    (after any scaling down: the CSV's width and height), through the inverse alignment."""
+    faces = []
+    for f in res.faces:
+        if f.scale is None:
+            continue
+        faces.append({"face": f.index, "scale": f.scale.describe(),
+                      "lines": [{"line": n, "region": ln.region,
+                                 "points": np.round(f.alignment.to_photo(ln.points, f.frame), 1)
+                                 .tolist()} for n, ln in enumerate(f.lines)]})
+    return {"file": str(path), "width": int(res.mask.shape[1]),
+            "height": int(res.mask.shape[0]), "coordinates": "photo pixels (x, y)",
+            "faces": faces}
+
+
 def _outputs(out: Path, stem: str, save_probs: bool) -> list[Path]:
-    names = [f"{stem}_mask.png", f"{stem}_overlay.png"] + ([f"{stem}_prob.png"] if save_probs
-                                                           else [])
+    names = [f"{stem}_mask.png", f"{stem}_overlay.png", f"{stem}_lines.csv",
+             f"{stem}_lines.json"] + ([f"{stem}_prob.png"] if save_probs else [])
     return [out / n for n in names]
 
 
@@ -251,7 +307,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
 
     def write(f: Path, img: np.ndarray, res: WrinkleResult) -> None:
         with stage("write"):
-            _write_photo(out, names[f], img, res, save_probs, regions, landmarks, aligned)
+            _write_photo(out, names[f], img, res, save_probs, regions, landmarks, aligned, f)
             rows = csv_rows(f, res, predictor.description)
             journal.commit(f, rows, "done")
         count["photos"] += 1
@@ -301,9 +357,11 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
 
 
 def _write_photo(out: Path, stem: str, img: np.ndarray, res: WrinkleResult, save_probs: bool,
-                 regions: bool, landmarks: bool, aligned: bool) -> None:
-    """A photo's pictures, each written atomically."""
+                 regions: bool, landmarks: bool, aligned: bool, source: Path | str = "") -> None:
+    """A photo's pictures and its lines, each written atomically."""
     shown = img if img.shape[:2] == res.mask.shape else _fit(img, res.mask.shape)
+    write_text(out / f"{stem}_lines.csv", csv_text(line_rows(source, res), LINE_FIELDS))
+    write_json(out / f"{stem}_lines.json", line_points(source, res))
     write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
     write_png(out / f"{stem}_overlay.png",
               draw_faces(overlay(shown, res.mask), res.faces, regions, landmarks))

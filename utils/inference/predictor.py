@@ -22,7 +22,8 @@ from utils.data.dataset import to_input
 from utils.data.images import resize_image
 from utils.errors import UserError
 from utils.faces.alignment import Alignment, frame_alignment, snap_to_frame
-from utils.faces.detection import MIN_FACE_PX, Face, detect_faces
+from utils.faces.detection import MIN_FACE_PX, Face, detect_faces, landmark_roll
+from utils.faces.lines import Line, Scale, frame_scale, line_stats, measure_lines
 from utils.faces.regions import (
     landmark_face_region,
     parser_face_region,
@@ -98,6 +99,8 @@ class FaceResult:
     stats: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     detector: str = ""  # which detector found the face ("hog", "cnn"); "" for none
+    lines: list[Line] = field(default_factory=list)  # wrinkle lines, aligned frame
+    scale: Scale | None = None  # mm per aligned-frame pixel (None without landmarks)
 
     @property
     def frame(self) -> int:
@@ -147,7 +150,8 @@ class WrinklePredictor:
     def __init__(self, checkpoint: str | Path | None = None, *, baseline: bool = False,
                  device: str = "auto", precision: str = "auto", max_side: int = 4096,
                  faces: str = "all", no_face: str = "skip", face_region: str = "auto",
-                 parser: Any = None, backend: str = "auto", tta: str | None = None) -> None:
+                 parser: Any = None, backend: str = "auto", tta: str | None = None,
+                 ipd_mm: float | None = None) -> None:
         if faces not in ("all", "largest") or no_face not in ("skip", "whole") or \
                 face_region not in ("auto", "none"):
             raise ValueError(f"bad faces/no_face/face_region option: {faces!r}, {no_face!r}, "
@@ -193,7 +197,11 @@ class WrinklePredictor:
         # what a second predictor of this one's settings needs (for_frames)
         self.options = {"device": device, "precision": precision, "max_side": max_side,
                         "faces": faces, "no_face": no_face, "face_region": face_region,
-                        "backend": backend, "tta": tta}
+                        "backend": backend, "tta": tta, "ipd_mm": ipd_mm}
+        if ipd_mm is not None and not 40 <= ipd_mm <= 90:
+            raise UserError(f"--ipd-mm {ipd_mm:g}: an adult's interpupillary distance is "
+                            "about 50-75 mm (give it in millimetres)")
+        self.ipd_mm = ipd_mm
         self.setup: list[str] = []  # what loading did that takes time once (int8 quantisation)
         self.max_side = max_side
         self.faces_mode, self.no_face, self.face_region_mode = faces, no_face, face_region
@@ -387,6 +395,11 @@ class WrinklePredictor:
             with stage("statistics"):
                 regs = {} if lm is None else region_masks(lm, (size, size), region)
                 stats = wrinkle_stats(mask, region, regs)
+                scale, lines = None, []
+                if lm is not None:
+                    scale = frame_scale(lm, self.ipd_mm)
+                    lines = measure_lines(mask & region, scale, p, regs, landmark_roll(lm))
+                    stats["mm"] = line_stats(lines, scale, regs, region)
             notes = []
             if face is not None and holds_less_detail(face.side, size):
                 notes.append(f"face {index}: its FFHQ square is {face.side:.0f} px in the photo, "
@@ -397,7 +410,7 @@ class WrinklePredictor:
                 index, face.box if face else None, face.score if face else None,
                 face.landmarks if face else None, al, im, p.astype(np.float32), mask, region,
                 regs, stats, notes,
-                face.detector if face else ""))
+                face.detector if face else "", lines, scale))
         return results
 
     # ------------------------------------------------------------ public
