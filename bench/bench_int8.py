@@ -30,7 +30,7 @@ from utils.data.masks import read_mask, resize_mask
 from utils.errors import UserError
 from utils.runtime import machine_facts
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -39,7 +39,7 @@ SCRIPTS = {
         "bench/cross_validate.py", "bench/paired.py", "bench/cv_table.py",
         "bench/bench_infer.py", "bench/bench_int8.py", "bench/bench_video.py",
         "bench/bench_pipeline.py", "bench/bench_wild.py", "bench/bench_faces.py",
-        "bench/bench_face_region.py", "bench/bench_compare.py", "bench/bench_grey.py",
+        "bench/bench_face_region.py", "bench/bench_lines.py", "bench/bench_compare.py", "bench/bench_grey.py",
         "bench/bench_averaging.py", "bench/bench_finetune.py", "bench/bench_train.py",
         "bench/bench_loader.py", "bench/bench_openvino_options.py", "bench/gpu_check.py"],
 }
