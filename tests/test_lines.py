@@ -167,3 +167,29 @@ def test_predict_py_writes_each_faces_lines_in_mm_and_their_points_on_the_photo(
     bad = subprocess.run([sys.executable, "predict.py", str(src), "--ipd-mm", "6.3"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "interpupillary" in bad.stderr
+
+
+@needs_data
+def test_a_large_face_shows_thin_lines_where_a_small_one_shows_its_mask() -> None:
+    """On a face three times the model's frame the overlay draws the traced lines, thin and on
+    the mask; on a face near the model's size it is the pasted mask as before."""
+    from tests.conftest import IMAGES
+    from utils.data.images import load_image
+    from utils.faces.photos import make_photo
+    from utils.inference.predictor import WrinklePredictor
+    from utils.visualize import overlay, wrinkle_view
+
+    predictor = WrinklePredictor(faces="largest")
+    face = load_image(IMAGES / f"{labelled_ids()[3]}.jpg")
+    for side, lines_view in (((760, 780), True), ((300, 320), False)):
+        photo = make_photo(face, seed=3, face_px=side, angle_max=10).rgb
+        res = predictor.predict(photo)
+        masked, view = overlay(photo, res.mask), wrinkle_view(photo, res.mask, res.faces)
+        if not lines_view:
+            assert np.array_equal(view, masked)
+            continue
+        drawn = np.abs(view.astype(int) - photo).sum(axis=2) > 30
+        pasted = np.abs(masked.astype(int) - photo).sum(axis=2) > 30
+        assert drawn.sum() < 0.6 * pasted.sum()  # thin lines, not blobs
+        near = cv2.dilate(res.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert (drawn & near).sum() > 0.9 * drawn.sum()  # and where the wrinkles are

@@ -240,7 +240,7 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     without a face gets no pictures, only the summary that says so."""
     from utils.data.images import resize_image
     from utils.inference.predictor import NoFaceError
-    from utils.visualize import draw_faces, heatmap, overlay, with_colour_scale
+    from utils.visualize import draw_faces, heatmap, overlay, with_colour_scale, wrinkle_view
 
     try:
         thr = float(threshold)
@@ -265,8 +265,10 @@ def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
     if result.mask.shape != rgb.shape[:2]:  # the predictor scaled the photo down
         rgb = resize_image(rgb, result.mask.shape)
     notes = extra + [n for n in result.notes if n not in predictor.loaded.notes and n not in extra]
-    drawn = thicken(result.mask) if thick else result.mask
-    shown = draw_faces(overlay(rgb, drawn), result.faces, regions=marks, landmarks=marks)
+    # thicker lines: the mask widened for a whole photo at page size; else the lines view
+    view = overlay(rgb, thicken(result.mask)) if thick else \
+        wrinkle_view(rgb, result.mask, result.faces)
+    shown = draw_faces(view, result.faces, regions=marks, landmarks=marks)
     heat = with_colour_scale(heatmap(rgb, result.probs))
     return shown, heat, _summary(result.faces, thr, notes), _table(result.faces), state
 

@@ -27,6 +27,34 @@ def overlay(rgb: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray |
     return out.round().astype(np.uint8)
 
 
+# A face whose FFHQ square spans more than this many model pixels per model pixel shows its
+# wrinkles as traced lines, not the pasted mask (a 256 px mask on a 760 px face draws lines
+# 6-9 px wide and merges the lines under the eyes into patches).
+LINES_ABOVE = 2.0
+
+
+def wrinkle_view(rgb: np.ndarray, mask: np.ndarray, faces: list[Any]) -> np.ndarray:
+    """The photo with its wrinkles in red: the pasted mask on faces near the model's size, the
+    traced centre lines (thin, anti-aliased, at the photo's own resolution) on faces more than
+    LINES_ABOVE times larger, whose pasted mask would draw blobs."""
+    large = [f for f in faces if f.lines and f.alignment.side > LINES_ABOVE * f.frame]
+    if not large:
+        return overlay(rgb, mask)
+    keep = np.asarray(mask, dtype=bool).copy()
+    for f in large:  # the mask stays where the traced faces are not
+        (x0, y0, x1, y1), _, inside = f.alignment.paste_back(
+            np.ones((f.frame, f.frame), bool), keep.shape, "mask")
+        keep[y0:y1, x0:x1] &= ~inside
+    out = overlay(rgb, keep)
+    colour = tuple(int(c) for c in RED)
+    for f in large:
+        thick = max(1, round(f.alignment.side / 500))
+        lines = [np.round(f.alignment.to_photo(ln.points, f.frame) * 16).astype(np.int32)
+                 for ln in f.lines]
+        cv2.polylines(out, lines, False, colour, thick, cv2.LINE_AA, 4)
+    return out
+
+
 def heatmap(rgb: np.ndarray, probs: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """A probability map in a perceptual colour map, blended onto the image."""
     colour = cv2.applyColorMap((np.clip(probs, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

@@ -25,7 +25,7 @@ from utils.faces.regions import PAIRED, REGION_NAMES
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
 from utils.io import csv_text, write_json, write_text
 from utils.runtime import stage
-from utils.visualize import draw_aligned, draw_faces, overlay, write_png
+from utils.visualize import draw_aligned, draw_faces, wrinkle_view, write_png
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS  # what a folder is searched for
 
@@ -364,7 +364,7 @@ def _write_photo(out: Path, stem: str, img: np.ndarray, res: WrinkleResult, save
     write_json(out / f"{stem}_lines.json", line_points(source, res))
     write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
     write_png(out / f"{stem}_overlay.png",
-              draw_faces(overlay(shown, res.mask), res.faces, regions, landmarks))
+              draw_faces(wrinkle_view(shown, res.mask, res.faces), res.faces, regions, landmarks))
     if save_probs:
         write_png(out / f"{stem}_prob.png", (res.probs * 255).round().astype(np.uint8))
     if aligned:

@@ -30,7 +30,7 @@ from utils.faces.tracking import FaceTracker
 from utils.inference.batch import csv_fields, csv_rows
 from utils.inference.predictor import FoundFaces, WrinklePredictor, WrinkleResult
 from utils.io import csv_text, write_text, write_with
-from utils.visualize import caption, draw_faces, overlay
+from utils.visualize import caption, draw_faces, wrinkle_view
 
 FRAMES_PER_CALL = 4  # frames whose faces go through the model together
 # The model runs at most this many frames ahead of the encoder: what a stopped run still writes
@@ -226,7 +226,7 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
                          "model": predictor.description, "threshold": thr,
                          "notes": "no face found in this frame"})
         else:
-            writer.write(caption(draw_faces(overlay(rgb, res.mask), res.faces, regions,
+            writer.write(caption(draw_faces(wrinkle_view(rgb, res.mask, res.faces), res.faces, regions,
                                             landmarks, labels=[str(f.index) for f in res.faces]),
                                  predictor.short_name))
             for row in csv_rows(info.path, res, predictor.description):
