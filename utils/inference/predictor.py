@@ -226,12 +226,18 @@ class WrinklePredictor:
         """What the scripts' --checkpoint / --baseline flags ask for (default: the bundled model),
         with a line on stdout naming the model, the face region and any fallback."""
         predictor = cls(checkpoint or None, baseline=baseline, **kwargs)
-        print(f"model: {predictor.description}\nface region: {predictor.face_description}")
-        for line in predictor.setup:
-            print(line)
-        for note in predictor.loaded.notes:
-            print(f"note: {note}")
+        predictor.announce("model")
+        print(f"face region: {predictor.face_description}")
         return predictor
+
+    def announce(self, label: str) -> None:
+        """Say on stdout which model this is, what loading it did (an int8 quantisation) and
+        any note of its file."""
+        print(f"{label}: {self.description}")
+        for line in self.setup:
+            print(line)
+        for note in self.loaded.notes:
+            print(f"note: {note}")
 
     def for_frames(self, choice: str = "auto", quiet: bool = False) -> WrinklePredictor:
         """The predictor of clips and the live webcam (--frame-model): `auto` is the bundled
@@ -248,11 +254,7 @@ class WrinklePredictor:
             choice = str(FRAME_CHECKPOINT)
         frames = WrinklePredictor(choice, parser=self.parser, **self.options)
         if not quiet:
-            print(f"frame model: {frames.description}")
-            for line in frames.setup:
-                print(line)
-            for note in frames.loaded.notes:
-                print(f"note: {note}")
+            frames.announce("frame model")
         return frames
 
     @property
