@@ -36,18 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.config import load_config  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
-from utils.training.crossval import THRESHOLDS, pooled_f1, predict_held_out, read_oof  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, REPO
+from utils.config import load_config
+from utils.errors import UserError, run_cli
+from utils.io import write_json
+from utils.runtime import machine_facts
+from utils.training.crossval import THRESHOLDS, pooled_f1, predict_held_out, read_oof
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -27,16 +27,16 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from unet import UNet  # noqa: E402
-from utils.data.dataset import to_input  # noqa: E402
-from utils.data.images import load_image, resize_image  # noqa: E402
-from utils.inference.backends import (  # noqa: E402
+from bench.common import DATA, run_cli
+from unet import UNet
+from utils.data.dataset import to_input
+from utils.data.images import load_image, resize_image
+from utils.inference.backends import (
     OpenVINOModule,
     convert_model,
     export_onnx,
@@ -46,23 +46,21 @@ from utils.inference.backends import (  # noqa: E402
     resolve_precision,
     to_openvino,
 )
-from utils.inference.loading import (  # noqa: E402
+from utils.inference.loading import (
     DEFAULT_CHECKPOINT,
     FRAME_CHECKPOINT,
     OFFICIAL_RECIPE,
     fold_batchnorm,
 )
-from utils.inference.predictor import WrinklePredictor  # noqa: E402
-from utils.inference.quantize import (  # noqa: E402
+from utils.inference.predictor import WrinklePredictor
+from utils.inference.quantize import (
     calibration_images,
     calibration_inputs,
     nncf_available,
     quantize,
 )
-from utils.io import write_json  # noqa: E402
-from utils.runtime import cpu_has_bf16, logits_to_probs, machine_facts  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from utils.io import write_json
+from utils.runtime import cpu_has_bf16, logits_to_probs, machine_facts
 
 
 def faces(n: int) -> list[np.ndarray]:
@@ -245,4 +243,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -29,29 +29,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, default_collate  # noqa: E402
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate
 
-from utils.config import load_config  # noqa: E402
-from utils.data.dataset import (  # noqa: E402
+from bench.common import DATA, run_cli
+from utils.config import load_config
+from utils.data.dataset import (
     WrinkleDataset,
     build_augmentation,
     input_recipe,
     to_uint8_input,
 )
-from utils.data.images import load_image, resize_image  # noqa: E402
-from utils.data.masks import mask_to_png, read_mask, resize_mask  # noqa: E402
-from utils.data.pairs import Pair, find_pairs  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts  # noqa: E402
+from utils.data.images import load_image, resize_image
+from utils.data.masks import mask_to_png, read_mask, resize_mask
+from utils.data.pairs import Pair, find_pairs
+from utils.io import write_json
+from utils.runtime import machine_facts
 
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
 BATCH = 8
 
 
@@ -298,4 +297,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

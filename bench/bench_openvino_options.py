@@ -13,20 +13,20 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.inference.backends import convert_model, require_openvino  # noqa: E402
-from utils.inference.backends import core as openvino_core  # noqa: E402
-from utils.inference.loading import (  # noqa: E402
+from bench.common import run_cli
+from utils.inference.backends import convert_model, require_openvino
+from utils.inference.backends import core as openvino_core
+from utils.inference.loading import (
     DEFAULT_CHECKPOINT,
     fold_batchnorm,
     load_any_checkpoint,
 )
-from utils.io import write_json  # noqa: E402
-from utils.runtime import cpu_has_bf16, machine_facts  # noqa: E402
+from utils.io import write_json
+from utils.runtime import cpu_has_bf16, machine_facts
 
 
 def timed(compiled: object, x: np.ndarray, repeats: int) -> float:
@@ -77,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

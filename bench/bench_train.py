@@ -17,19 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from losses import build_loss  # noqa: E402
-from unet import build_model, count_parameters  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.io import write_json  # noqa: E402
-from utils.runtime import machine_facts, resolve_device  # noqa: E402
-from utils.training.loop import optimizer_step, step_loss  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "ffhq-wrinkle-256"
+from bench.common import DATA, run_cli
+from losses import build_loss
+from unet import build_model, count_parameters
+from utils.config import load_config
+from utils.io import write_json
+from utils.runtime import machine_facts, resolve_device
+from utils.training.loop import optimizer_step, step_loss
 
 
 def real_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,4 +113,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -20,12 +20,12 @@ import statistics
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
-from utils.errors import UserError, run_cli  # noqa: E402
+import numpy as np
+
+from utils.errors import UserError, run_cli
 
 HEADER = ("| folder | recipe | fold seed | OOF pooled F1 | folds (mean ± sd) | best threshold (F1) "
           "| fold-minutes | ms per face |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
