@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="draw the region outlines on the overlays")
     p.add_argument("--landmarks", action="store_true",
                    help="draw the 68 landmarks on the overlays")
+    p.add_argument("--report", action="store_true",
+                   help="also write <name>_report.html per photo: a self-contained page, "
+                        "printable on A4, with each face's wrinkle lines, a face map shaded by "
+                        "region density, the regions in mm, the scale and the model")
     p.add_argument("--aligned", action="store_true",
                    help="also write each face as the model saw it (<name>_face<N>.png, aligned)")
     p.add_argument("--overwrite", action="store_true",
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if items:
         res = predict_files(predictor, items, args.out, args.threshold, args.probs,
                             args.batch_size, progress=not args.no_progress, regions=args.regions,
-                            landmarks=args.landmarks, aligned=args.aligned,
+                            landmarks=args.landmarks, aligned=args.aligned, report=args.report,
                             overwrite=args.overwrite)
         failed += len(res["failed"])
     if videos:

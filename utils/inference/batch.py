@@ -253,7 +253,8 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
                   threshold: float | None = None, save_probs: bool = False, batch_size: int = 4,
                   progress: bool = True, log: Callable[[str], None] = print,
                   regions: bool = False, landmarks: bool = False,
-                  aligned: bool = False, overwrite: bool = False) -> dict[str, Any]:
+                  aligned: bool = False, overwrite: bool = False,
+                  report: bool = False) -> dict[str, Any]:
     """Predict every input; write <name>_mask.png and <name>_overlay.png for the whole photo
     with all its faces (<name>_prob.png with save_probs; <name>_face<N>.png, each aligned face
     with its wrinkles, with aligned) and wrinkles.csv (a row per face) to `out`. Region outlines
@@ -308,6 +309,13 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
     def write(f: Path, img: np.ndarray, res: WrinkleResult) -> None:
         with stage("write"):
             _write_photo(out, names[f], img, res, save_probs, regions, landmarks, aligned, f)
+            if report:
+                from utils.report import model_about, report_path, visit_report
+
+                shown = img if img.shape[:2] == res.mask.shape else _fit(img, res.mask.shape)
+                write_text(report_path(out, names[f]),
+                           visit_report(f.name, shown, res, predictor.description,
+                                        model_about(predictor)))
             rows = csv_rows(f, res, predictor.description)
             journal.commit(f, rows, "done")
         count["photos"] += 1
