@@ -117,6 +117,11 @@ def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     assert not (heat[:, :rgb.shape[1]] == rgb).all()
     assert list(table.columns) == app.TABLE_HEADERS
     assert list(table["region"]) == ["whole face", *REGION_LABELS.values()]
+    # the lines in mm: the regions hold the face's lines, or fewer (some lie in no region)
+    whole = table[table["region"] == "whole face"].iloc[0]
+    regions = table[table["region"] != "whole face"]
+    assert whole["lines"] >= regions["lines"].sum() and whole["length mm"] > 0
+    assert whole["length mm"] >= regions["length mm"].sum() - 0.1 * len(regions)
     assert set(table["face"]) == {1}
     assert "% of the face" in summary and f"threshold {predictor.threshold:.2f}" in summary
     assert state["rgb"].shape == rgb.shape

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = [REPO / "examples" / f"{i}.jpg" for i in ("00264", "00406", "00541")]
-TABLE_HEADERS = ["face", "region", "share %", "wrinkle px", "lines", "length px"]
+TABLE_HEADERS = ["face", "region", "share %", "lines", "length mm", "width mm", "density mm/cm²"]
 COMPARE_HEADERS = ["region", "before %", "after %", "change (points)", "noise band (points)",
                    "verdict"]
 # The app shows photos at most this large: every face keeps its full detail for the model up to
@@ -158,13 +158,20 @@ def _table(faces: list[Any]) -> pd.DataFrame:
     """One table for every face: the whole face first, then its regions."""
     import pandas as pd
 
+    def lines(mm: dict[str, Any], key: str) -> list[Any]:
+        if key not in mm:  # no landmarks (a photo analysed whole): no regions, no mm
+            return ["", "", "", ""]
+        c = mm[key]
+        return [c["count"], round(c["length_mm"], 1), round(c["width_mm"], 2),
+                round(c["density_mm_per_cm2"], 2)]
+
     rows = []
     for f in faces:
-        st = f.stats
+        st, mm = f.stats, f.stats.get("mm", {})
         rows.append([f.index + 1, "whole face", round(100 * st["wrinkle_share"], 2),
-                     st["wrinkle_px"], st["lines"], st["length_px"]])
-        rows += [[f.index + 1, r["label"], round(100 * r["share"], 2), r["wrinkle_px"],
-                  r["lines"], r["length_px"]] for r in st["regions"]]
+                     *lines(mm, "face")])
+        rows += [[f.index + 1, r["label"], round(100 * r["share"], 2), *lines(mm, r["region"])]
+                 for r in st["regions"]]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
 
@@ -554,9 +561,11 @@ def _photo_tab(page: _Page) -> Any:
                                    buttons=["download", "fullscreen"], elem_id="heatmap")
     summary = gr.Markdown(elem_id="summary")
     table = gr.Dataframe(headers=TABLE_HEADERS,
-                         datatype=["number", "str", "number", "number", "number", "number"],
-                         interactive=False, label="Per face and region (aligned-frame "
-                         "pixels; left and right are the person's own)", elem_id="regions",
+                         datatype=["number", "str", "number", "number", "number", "number",
+                                   "number"],
+                         interactive=False, label="Per face and region (share: of the region's "
+                         "pixels; lines in mm, from a 63 mm pupil distance, +-6 %; left and "
+                         "right are the person's own)", elem_id="regions",
                          max_height=TABLE_HEIGHT)
 
     def predict(image: Any, threshold: Any, draw: bool = False,
