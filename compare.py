@@ -9,9 +9,10 @@ first. A change counts as one only when it is larger than what the method measur
 photos of the same unchanged face (the noise band of docs/compare_noise.json, measured by
 bench/bench_compare.py); otherwise it is "within measurement noise".
 
-Writes to --out: comparison.csv (a row per region and photo), side_by_side.png (the aligned faces
-with their wrinkles), difference.png (wrinkles only before, only after, in both; difference_<N>.png
-for each later photo of a series) and summary.txt. Warns when the faces may be different people
+Writes to --out: comparison.csv (a row per region and photo: share, lines and lengths, also in
+mm), side_by_side.png (the aligned faces with their wrinkles), difference.png (wrinkles only
+before, only after, in both; difference_<N>.png for each later photo of a series), summary.txt
+and, with --report, report.html (one printable page). Warns when the faces may be different people
 (their landmark geometry differs more than between two photos of one face) and when one photo has
 much less resolution than the other (it limits the comparison).
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 from utils.errors import run_cli
-from utils.model_args import add_model_args, check_model_args, tta_choice
+from utils.model_args import add_model_args, add_scale_arg, check_model_args, tta_choice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which face of each photo (0 = the largest, the default)")
     add_model_args(p)
     p.add_argument("-t", "--threshold", type=float, help="decision threshold (default: the model's)")
+    add_scale_arg(p)
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html: a self-contained page, printable on A4, with "
+                        "the aligned faces, the difference pictures and per region the change "
+                        "against its noise band and the lines in mm")
     args = p.parse_args(argv)
     if len(args.photos) < 2:
         p.error("give at least two photos (the first is the reference)")
@@ -59,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     photos = [(path, load_image(path)) for path in args.photos]
     predictor = WrinklePredictor.from_choice(args.checkpoint, args.baseline, device=args.device,
                                              precision=args.precision, backend=args.backend,
-                                             tta=tta_choice(args))
+                                             tta=tta_choice(args), ipd_mm=args.ipd_mm)
     comp = compare_photos(predictor, photos, args.face, threshold=args.threshold)
-    files = write_outputs(comp, args.out)
+    files = write_outputs(comp, args.out, report=args.report)
     print(summary_text(comp))
     print(f"outputs in {args.out}/: " + ", ".join(sorted(p.split("/")[-1] for p in files.values())))
     return 0

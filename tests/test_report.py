@@ -49,3 +49,35 @@ def test_predict_py_report_is_self_contained_matches_the_csv_and_prints_on_a4(
     box = re.search(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data)
     assert box is not None and abs(float(box.group(1)) - 595) < 2  # A4: 595 x 842 pt
     assert abs(float(box.group(2)) - 842) < 2
+
+
+def test_compare_py_report_and_mm_columns_say_what_the_comparison_says(tmp_path: Path) -> None:
+    """Two photos of one real face: comparison.csv carries each photo's lines in mm and their
+    change, and report.html (self-contained) shows every region's verdict as the CSV has it."""
+    from utils.data.images import load_image
+    from utils.faces.photos import make_photo
+    from utils.visualize import write_png
+
+    face = load_image(IMAGES / f"{labelled_ids()[5]}.jpg")
+    photos = []
+    for seed in (1, 2):
+        path = tmp_path / f"visit{seed}.png"
+        write_png(path, make_photo(face, seed=seed).rgb)
+        photos.append(str(path))
+    out = tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "compare.py", *photos, "--report", "--ipd-mm", "60",
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with (out / "comparison.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 22  # 11 regions (the whole face first) x 2 photos
+    for a, b in zip(rows[::2], rows[1::2], strict=True):
+        assert float(b["change_length_mm"]) == pytest.approx(
+            float(b["length_mm"]) - float(a["length_mm"]), abs=0.02)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert all(s.startswith("data:image/jpeg;base64,") for s in re.findall(r"src='([^']*)'",
+                                                                            page))
+    verdicts = re.findall(r"<td>([+-]\d+\.\d+)</td><td>±[\d.]+</td><td>([^<]+)</td>", page)
+    assert [v for _, v in verdicts] == [b["verdict"] for b in rows[1::2]]
+    assert "measured interpupillary distance of 60 mm" in page

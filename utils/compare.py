@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOISE_FILE = REPO / "docs" / "compare_noise.json"
 REGIONS = ("face", *REGION_NAMES)
 CSV_FIELDS = ["region", "photo", "share", "lines", "length_px", "change_share", "change_lines",
-              "change_length_px", "noise_band", "verdict"]
+              "change_length_px", "noise_band", "verdict", "line_count", "length_mm",
+              "density_mm_per_cm2", "change_length_mm", "change_density_mm_per_cm2", "mm_per_px"]
 # added to every verdict of a photo whose face may be another person's
 OTHER_PERSON = " (may be another person)"
 # the difference picture: wrinkles only in the first photo, only in the later one, in both
@@ -137,10 +138,20 @@ def compare_faces(names: list[str], faces: list[FaceResult],
                 verdict = "within measurement noise"
             else:
                 verdict = "decrease" if change < 0 else "increase"
-            rows.append({"region": region, "photo": name, "share": s, "lines": lines,
-                         "length_px": length, "change_share": change, "change_lines": lines - l0,
-                         "change_length_px": length - n0, "noise_band": band[region],
-                         "verdict": verdict})
+            row = {"region": region, "photo": name, "share": s, "lines": lines,
+                   "length_px": length, "change_share": change, "change_lines": lines - l0,
+                   "change_length_px": length - n0, "noise_band": band[region],
+                   "verdict": verdict}
+            mm, mm0 = faces[i].stats.get("mm", {}), faces[0].stats.get("mm", {})
+            if region in mm and region in mm0:  # the lines in mm, each photo at its own scale
+                row |= {"line_count": mm[region]["count"],
+                        "length_mm": mm[region]["length_mm"],
+                        "density_mm_per_cm2": mm[region]["density_mm_per_cm2"],
+                        "change_length_mm": mm[region]["length_mm"] - mm0[region]["length_mm"],
+                        "change_density_mm_per_cm2": mm[region]["density_mm_per_cm2"]
+                        - mm0[region]["density_mm_per_cm2"],
+                        "mm_per_px": faces[i].scale.mm_per_px if faces[i].scale else ""}
+            rows.append(row)
     comp = Comparison(list(names), list(faces), rows, band)
     for i in range(1, len(faces)):
         d = shape_distance(faces[0], faces[i])
@@ -282,17 +293,27 @@ def _says(row: dict[str, Any]) -> str:
     return f"{article} {verdict} of {abs(100 * row['change_share']):.2f} points of share"
 
 
-def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:
+def write_outputs(comp: Comparison, out: str | Path, report: bool = False) -> dict[str, str]:
     """comparison.csv, side_by_side.png, difference.png (difference_<N>.png for a series) and
-    summary.txt, written atomically into `out`."""
+    summary.txt (and report.html with `report`), written atomically into `out`."""
 
     from utils.io import csv_text, write_text
     from utils.visualize import write_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{**r, "share": f"{r['share']:.6f}", "change_share": f"{r['change_share']:+.6f}",
-             "noise_band": f"{r['noise_band']:.6f}"} for r in comp.rows]
+    def cells(r: dict[str, Any]) -> dict[str, Any]:
+        out = {**r, "share": f"{r['share']:.6f}", "change_share": f"{r['change_share']:+.6f}",
+               "noise_band": f"{r['noise_band']:.6f}"}
+        if "length_mm" in r:
+            out |= {"length_mm": f"{r['length_mm']:.2f}",
+                    "density_mm_per_cm2": f"{r['density_mm_per_cm2']:.3f}",
+                    "change_length_mm": f"{r['change_length_mm']:+.2f}",
+                    "change_density_mm_per_cm2": f"{r['change_density_mm_per_cm2']:+.3f}",
+                    "mm_per_px": f"{r['mm_per_px']:.5f}" if r["mm_per_px"] != "" else ""}
+        return out
+
+    rows = [cells(r) for r in comp.rows]
     write_text(out / "comparison.csv", csv_text(rows, CSV_FIELDS))
     write_png(out / "side_by_side.png", side_by_side(comp))
     files = {"csv": str(out / "comparison.csv"), "side_by_side": str(out / "side_by_side.png")}
@@ -302,4 +323,9 @@ def write_outputs(comp: Comparison, out: str | Path) -> dict[str, str]:
         files[f"difference_{i}"] = str(out / name)
     write_text(out / "summary.txt", summary_text(comp) + "\n")
     files["summary"] = str(out / "summary.txt")
+    if report:
+        from utils.report import comparison_report
+
+        write_text(out / "report.html", comparison_report(comp))
+        files["report"] = str(out / "report.html")
     return files

@@ -30,6 +30,7 @@ h1 { font-size: 16pt; margin: 0 0 4pt; } h2 { font-size: 12.5pt; margin: 10pt 0 
 .face { page-break-inside: avoid; break-inside: avoid; margin-top: 8pt; }
 .pics { display: flex; gap: 8pt; } .pics figure { margin: 0; flex: 1; }
 .pics img { width: 100%; border: 1px solid #ccc; }
+figure { margin: 4pt 0; } figure img { max-width: 100%; max-height: 120mm; }
 figcaption { font-size: 8.5pt; color: #555; }
 table { border-collapse: collapse; width: 100%; margin-top: 6pt; font-size: 9.5pt; }
 th, td { border-bottom: 1px solid #ddd; padding: 2pt 5pt; text-align: right; }
@@ -95,9 +96,7 @@ def visit_report(name: str, rgb: np.ndarray, res: Any, model: str, model_about: 
     """The HTML of one photo's report: every analysed face with its lines, its face map and
     its region table in mm; the scale; the model."""
     date = date or _dt.date.today()
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>Wrinkle report: {html.escape(name)}</title><style>{_CSS}</style></head>"
-             "<body>", f"<h1>Wrinkle report: {html.escape(name)}</h1>",
+    parts = [f"<h1>Wrinkle report: {html.escape(name)}</h1>",
              f"<div class='meta'>{date.isoformat()} &middot; model: {html.escape(model)}"
              f"<br>{html.escape(model_about)}</div>"]
     if not res.faces:
@@ -137,8 +136,8 @@ def visit_report(name: str, rgb: np.ndarray, res: Any, model: str, model_about: 
     parts.append("<p class='note'>F1 measures how well the model's wrinkle pixels overlap an "
                  "annotator's lines on faces it never saw (two annotators agree at about 0.54). "
                  "This report describes lines visible in one photo: light, expression and pose "
-                 "change them; it is not a diagnosis.</p></body></html>")
-    return "\n".join(parts)
+                 "change them; it is not a diagnosis.</p>")
+    return _page(f"Wrinkle report: {name}", parts)
 
 
 def model_about(predictor: Any) -> str:
@@ -148,3 +147,54 @@ def model_about(predictor: Any) -> str:
 
 def report_path(out: Path, stem: str) -> Path:
     return out / f"{stem}_report.html"
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+            f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+
+def comparison_report(comp: Any, date: _dt.date | None = None) -> str:
+    """The HTML of a before/after comparison (compare.py --report): the aligned faces, the
+    difference picture(s), per region the share against its noise band with the verdict, and
+    the lines in mm of each photo; the warnings first."""
+    from utils.compare import difference_picture, side_by_side
+
+    date = date or _dt.date.today()
+    names = [Path(n).name for n in comp.names]
+    body = [f"<h1>Wrinkle comparison: {html.escape(' → '.join(names))}</h1>",
+            f"<div class='meta'>{date.isoformat()} &middot; the first photo is the "
+            "reference</div>"]
+    for w in comp.warnings:
+        body.append(f"<p><b>Warning:</b> {html.escape(w)}</p>")
+    body.append(f"<figure><img alt='aligned faces' src='{image_uri(side_by_side(comp))}'>"
+                "<figcaption>Each face aligned into the same frame, wrinkles in red."
+                "</figcaption></figure>")
+    for i in range(1, len(comp.faces)):
+        body.append(f"<h2>{html.escape(names[0])} → {html.escape(names[i])}</h2>")
+        body.append(f"<figure><img alt='difference' src='"
+                    f"{image_uri(difference_picture(comp, i))}'></figure>")
+        body.append("<table><tr><th>region</th><th>share before (%)</th><th>after (%)</th>"
+                    "<th>change (points)</th><th>noise band</th><th>verdict</th>"
+                    "<th>length before (mm)</th><th>after (mm)</th></tr>")
+        for region in ("face", *REGION_NAMES):
+            # by position: two photos may share a name
+            a, b = (r for j, r in enumerate(x for x in comp.rows if x["region"] == region)
+                    if j in (0, i))
+            label = "whole face" if region == "face" else REGION_LABELS[region]
+            mm_a = f"{a['length_mm']:.0f}" if "length_mm" in a else ""
+            mm_b = f"{b['length_mm']:.0f}" if "length_mm" in b else ""
+            body.append(f"<tr><td>{html.escape(label)}</td><td>{100 * a['share']:.2f}</td>"
+                        f"<td>{100 * b['share']:.2f}</td><td>{100 * b['change_share']:+.2f}</td>"
+                        f"<td>±{100 * b['noise_band']:.2f}</td>"
+                        f"<td>{html.escape(b['verdict'])}</td><td>{mm_a}</td><td>{mm_b}</td></tr>")
+        body.append("</table>")
+    scales = [f.scale.describe() for f in comp.faces if f.scale is not None]
+    body.append("<p class='note'>A change counts only beyond its noise band: the change of share "
+                "this method measures between two photos of the same unchanged face (95th "
+                "percentile, bench/bench_compare.py). Lengths in mm are each photo's own, from "
+                "its pupil distance"
+                + (f" ({html.escape(scales[0])})" if scales else "") + "; no noise band is "
+                "measured for them yet, so read their changes with the shares' verdicts.</p>")
+    return _page("Wrinkle comparison", body)
