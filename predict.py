@@ -77,7 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report", action="store_true",
                    help="also write <name>_report.html per photo: a self-contained page, "
                         "printable on A4, with each face's wrinkle lines, a face map shaded by "
-                        "region density, the regions in mm, the scale and the model")
+                        "region density, the regions in mm, the scale and the model; per clip, "
+                        "<clip>_report.html with each region's share over time and its mean "
+                        "and spread in share and in mm")
     p.add_argument("--aligned", action="store_true",
                    help="also write each face as the model saw it (<name>_face<N>.png, aligned)")
     p.add_argument("--overwrite", action="store_true",
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 predict_video(frames, clip, args.out, args.threshold, args.every,
                               args.max_frames, smooth=not args.no_smooth,
                               progress=not args.no_progress, regions=args.regions,
-                              landmarks=args.landmarks, stem=stems[clip])
+                              landmarks=args.landmarks, stem=stems[clip], report=args.report)
             except UserError as exc:
                 print(f"skipped {clip}: {str(exc).removeprefix(f'{clip}: ')}")
                 failed += 1

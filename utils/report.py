@@ -198,3 +198,35 @@ def comparison_report(comp: Any, date: _dt.date | None = None) -> str:
                 + (f" ({html.escape(scales[0])})" if scales else "") + "; no noise band is "
                 "measured for them yet, so read their changes with the shares' verdicts.</p>")
     return _page("Wrinkle comparison", body)
+
+
+def clip_report(name: str, plot: str | Path, summary: list[dict[str, Any]], model: str,
+                frames: int, date: _dt.date | None = None) -> str:
+    """The HTML of a clip (predict.py clip.mp4 --report): each region's share over time (the
+    plot predict.py draws) and, per followed face and region, the mean and spread over the
+    frames of the share and of the line length in mm."""
+    date = date or _dt.date.today()
+    img = cv2.cvtColor(cv2.imread(str(plot), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    body = [f"<h1>Wrinkle report: {html.escape(name)}</h1>",
+            f"<div class='meta'>{date.isoformat()} &middot; {frames} frames &middot; model: "
+            f"{html.escape(model)}</div>",
+            f"<figure><img alt='share over time' src='{image_uri(img)}'><figcaption>Each "
+            "region's wrinkle share over the clip, a panel per followed face.</figcaption>"
+            "</figure>"]
+    for face_id in sorted({r["face"] for r in summary}, key=int):
+        body.append(f"<h2>Face {html.escape(str(face_id))}</h2><table><tr><th>region</th>"
+                    "<th>frames</th><th>share, mean (%)</th><th>sd</th><th>length, mean (mm)"
+                    "</th><th>sd</th></tr>")
+        for r in (x for x in summary if x["face"] == face_id):
+            label = "whole face" if r["region"] == "face" else REGION_LABELS[r["region"]]
+            body.append(f"<tr><td>{html.escape(label)}</td><td>{r['frames']}</td>"
+                        f"<td>{100 * float(r['mean_share']):.2f}</td>"
+                        f"<td>{100 * float(r['sd_share']):.2f}</td>"
+                        f"<td>{r['mean_length_mm'] or ''}</td><td>{r['sd_length_mm'] or ''}</td>"
+                        "</tr>")
+        body.append("</table>")
+    body.append("<p class='note'>The spread over a clip is what light, expression and pose do "
+                "to the measurement from frame to frame; a still face in steady light varies by "
+                "a few per cent. Lengths in mm from a 63 mm pupil distance (+-6 % between "
+                "people) unless --ipd-mm was given.</p>")
+    return _page(f"Wrinkle report: {name}", body)

@@ -101,7 +101,7 @@ def frame_fields() -> list[str]:
 
 
 SUMMARY_FIELDS = ["face", "region", "frames", "mean_share", "sd_share", "min_share", "max_share",
-                  "max_frame", "max_time_s", "notes"]
+                  "max_frame", "max_time_s", "mean_length_mm", "sd_length_mm", "notes"]
 
 
 def summarise(rows: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
@@ -118,10 +118,14 @@ def summarise(rows: list[dict[str, Any]], notes: list[str]) -> list[dict[str, An
                 continue
             x = np.array([v for v, _ in vals])
             top = vals[int(np.argmax(x))][1]
+            mm_key = "length_mm" if region == "face" else f"{region}_length_mm"
+            mm = np.array([float(r[mm_key]) for _, r in vals if r.get(mm_key, "") != ""])
             out.append({"face": face_id, "region": region, "frames": len(x),
                         "mean_share": f"{x.mean():.6f}", "sd_share": f"{x.std():.6f}",
                         "min_share": f"{x.min():.6f}", "max_share": f"{x.max():.6f}",
                         "max_frame": top["frame"], "max_time_s": top["time_s"],
+                        "mean_length_mm": f"{mm.mean():.2f}" if len(mm) else "",
+                        "sd_length_mm": f"{mm.std():.2f}" if len(mm) else "",
                         "notes": "; ".join(notes)})
     return out
 
@@ -174,7 +178,7 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
                   threshold: float | None = None, every: int = 1, max_frames: int | None = None,
                   smooth: bool = True, progress: bool = True, regions: bool = False,
                   landmarks: bool = False, stem: str | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, report: bool = False) -> dict[str, Any]:
     """Predict every `every`-th frame of a clip (at most `max_frames`): faces followed with
     stable ids (FaceTracker; landmarks smoothed over time unless `smooth` is off), aligned,
     predicted and measured. Writes to `out`: <stem>_frames.csv (a row per frame and face; a
@@ -290,9 +294,16 @@ def predict_video(predictor: WrinklePredictor, path: str | Path, out: str | Path
     wrote_video = writer.close()
     rows.sort(key=lambda r: (int(r["frame"]), int(r["face"]) if r.get("face", "") != "" else -1))
     write_text(files["frames"], csv_text(rows, frame_fields()))
-    write_text(files["summary"], csv_text(summarise(rows, info.notes), SUMMARY_FIELDS))
+    summary = summarise(rows, info.notes)
+    write_text(files["summary"], csv_text(summary, SUMMARY_FIELDS))
     plot_regions(files["regions"], rows, f"{info.path.name}: wrinkle share per region\n"
                                          f"{predictor.description}, threshold {thr:g}")
+    if report:
+        from utils.report import clip_report
+
+        files["report"] = out / f"{stem or info.path.stem}_report.html"
+        write_text(files["report"], clip_report(info.path.name, files["regions"], summary,
+                                                predictor.description, count["frames"]))
     tracks = len({r["face"] for r in rows if r.get("face", "") != ""})
     for note in info.notes:
         log(f"{info.path}: {note}")
