@@ -534,3 +534,24 @@ def test_app_serves_on_the_host_and_port_a_space_sets(tmp_path: Path) -> None:
                          env={**os.environ, "GRADIO_SERVER_PORT": "eighty"}, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1 and "not a port number" in bad.stderr
+
+
+def test_the_photo_tab_offers_the_visit_report_of_the_photo_it_analysed() -> None:
+    """The report button: the photo last analysed, as one self-contained HTML page whose
+    table is the page's own (the /report endpoint); without a photo, a plain error."""
+    import gradio as gr
+
+    import app
+    from utils.inference.predictor import WrinklePredictor
+
+    predictor = WrinklePredictor(device="cpu")
+    demo = app.build_demo(predictor)
+    report = next(f.fn for f in demo.fns.values() if f.api_name == "report")
+    *_, table, state = handler_of(demo)(str(face_path()), predictor.threshold)
+    path = Path(report(predictor.threshold, state))
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "Wrinkle report" in page
+    whole = table[table["region"] == "whole face"].iloc[0]
+    assert f"<tr><td>whole face</td><td>{whole['lines']}</td>" in page
+    with pytest.raises(gr.Error, match="no photo analysed yet"):
+        report(predictor.threshold, None)

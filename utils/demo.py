@@ -237,6 +237,33 @@ def page_threshold(value: Any) -> float:
     return clamped
 
 
+def run_report(predictor: WrinklePredictor, photo: dict[str, Any] | None, threshold: Any,
+               workdir: str | Path) -> str:
+    """The photo tab's visit report: the session's photo (the one last analysed) predicted at
+    the page's threshold and written as a self-contained HTML page for download; its path."""
+    from utils.io import write_text
+    from utils.report import model_about, visit_report
+
+    if not photo or photo.get("rgb") is None:
+        raise UserError("no photo analysed yet: find wrinkles in a photo first")
+    thr = page_threshold(threshold)
+    res = predictor.predict(photo["rgb"], thr)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="report-", dir=workdir))
+    name = Path(str(photo.get("key") or "photo")).name
+    path = folder / "wrinkle_report.html"
+    write_text(path, visit_report(name, photo["rgb"] if res.mask.shape == photo["rgb"].shape[:2]
+                                  else _fit_to(photo["rgb"], res.mask.shape), res,
+                                  predictor.description, model_about(predictor)))
+    return str(path)
+
+
+def _fit_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from utils.data.images import resize_image
+
+    return resize_image(rgb, shape)
+
+
 def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,
                    photo: dict[str, Any] | None = None,
                    forget: Callable[[str], None] | None = None, marks: bool = False,
@@ -560,6 +587,9 @@ def _photo_tab(page: _Page) -> Any:
                                    format="png", interactive=False,
                                    buttons=["download", "fullscreen"], elem_id="heatmap")
     summary = gr.Markdown(elem_id="summary")
+    with gr.Row():
+        report_btn = gr.Button("Visit report (HTML, printable)", elem_id="make-report")
+        report_out = gr.File(label="Report", interactive=False, elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS,
                          datatype=["number", "str", "number", "number", "number", "number",
                                    "number"],
@@ -610,6 +640,16 @@ def _photo_tab(page: _Page) -> Any:
         refresh, inputs, outputs, **private)
     marks.change(refresh, inputs, outputs, **private)
     thick.change(refresh, inputs, outputs, **private)
+
+    def report(threshold: Any, photo: dict[str, Any] | None = None) -> str:
+        """The visit report of the photo last analysed: the `/report` API endpoint."""
+        try:
+            with page.model_lock:
+                return run_report(page.predictor, photo, threshold, _private_cache_dir())
+        except UserError as exc:
+            raise page.error(exc) from None
+
+    report_btn.click(report, [threshold, photo_state], report_out, api_name="report", **common)
     return threshold
 
 
