@@ -172,8 +172,10 @@ def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> Non
     rgb = face()
     before = make_photo(rgb, 1, "square").rgb
     after = make_photo(rgb, 2, "4:3").rgb
-    pair, diff, summary, table, _ = compare(before, after, 0.5)
+    pair, diff, summary, table, report, _ = compare(before, after, 0.5)
     assert pair.shape[1] > 2 * 256 and diff.shape[0] > 256
+    page = Path(report).read_text(encoding="utf-8")  # the comparison report, for download
+    assert "Wrinkle comparison" in page and page.count("<tr><td>") == 11
     assert "noise band" in summary and "after vs before" in summary
     assert table["region"].iloc[0] == "whole face" and len(table) == 11
     assert set(table["verdict"]) <= {"within measurement noise", "decrease", "increase"}
@@ -201,8 +203,8 @@ def test_compare_twice_and_a_photo_with_itself(baseline: tuple[Any, Any]) -> Non
     payload = _upload(demo, "me.jpg", face_path().read_bytes())
     first = compare(payload, payload, 0.5)
     assert not Path(payload["path"]).exists()  # read once, deleted
-    again = compare(payload, payload, 0.5, first[4])
-    for _, _, summary, table, _ in (first, again):
+    again = compare(payload, payload, 0.5, first[5])
+    for _, _, summary, table, _, _ in (first, again):
         assert set(table["verdict"]) == {"within measurement noise"}
         assert (table["change (points)"] == 0).all()
         assert "may show different people" not in summary

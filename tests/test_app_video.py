@@ -60,8 +60,10 @@ def test_video_handler_tracks_two_faces_and_deletes_the_upload(predictor: Any,
 
     src = _clip(tmp_path / "upload.mp4")
     forgotten: list[str] = []
-    video, plot, text, table = run_video(predictor, {"path": str(src), "orig_name": "walk.mp4"},
-                                         0.8, tmp_path / "work", forgotten.append)
+    video, plot, text, table, report = run_video(
+        predictor, {"path": str(src), "orig_name": "walk.mp4"}, 0.8, tmp_path / "work",
+        forgotten.append)
+    assert "<h2>Face 0</h2>" in Path(report).read_text(encoding="utf-8")  # the clip report
     assert forgotten == [str(src)]
     cap = cv2.VideoCapture(video)
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 12

@@ -321,11 +321,13 @@ def _display_copy(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, threshold: Any,
                    forget: Callable[[str], None] | None = None,
-                   photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
+                   photos: dict[str, Any] | None = None
+                   ) -> tuple[Any, Any, str, Any, str, dict]:
     """The Compare tab: two photos of one person, their aligned faces side by side, the
-    difference picture, the summary with the noise band, the table per region, and the
-    decoded photos kept for the session (uploads are deleted once read, so a second click, or
-    the same photo as before and after, reuses them)."""
+    difference picture, the summary with the noise band, the table per region, the comparison
+    report (a self-contained HTML page, its path) and the decoded photos kept for the session
+    (uploads are deleted once read, so a second click, or the same photo as before and after,
+    reuses them)."""
     import pandas as pd
 
     from utils.compare import compare_photos, difference_picture, side_by_side, summary_text
@@ -361,8 +363,14 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
                      round(100 * b["share"], 2), round(100 * b["change_share"], 2),
                      round(100 * b["noise_band"], 2), b["verdict"]])
     text = summary_text(comp).replace("\n  ", "\n- ").replace("\n", "\n\n")
+    from utils.io import write_text
+    from utils.report import comparison_report
+
+    folder = Path(tempfile.mkdtemp(prefix="compare-", dir=_private_cache_dir()))
+    write_text(folder / "comparison_report.html", comparison_report(comp))
     return (side_by_side(comp), difference_picture(comp), text,
-            pd.DataFrame(rows, columns=COMPARE_HEADERS), used)
+            pd.DataFrame(rows, columns=COMPARE_HEADERS), str(folder / "comparison_report.html"),
+            used)
 
 
 # The Video tab: clips longer than this are refused from their header, before any decoding; at
@@ -385,7 +393,7 @@ def _video_path(video: Any) -> Path:
 
 def run_video(predictor: WrinklePredictor, video: Any, threshold: Any, workdir: str | Path,
               forget: Callable[[str], None] | None = None
-              ) -> tuple[str | None, str | None, str, Any]:
+              ) -> tuple[str | None, str | None, str, Any, str]:
     """The Video tab: a clip's faces tracked and measured frame by frame. Returns the overlay
     video, the plot of each region's share over time, the headline and the summary table. The
     clip's header is read first: a clip over MAX_VIDEO_SECONDS is refused before any frame is
@@ -411,7 +419,7 @@ def run_video(predictor: WrinklePredictor, video: Any, threshold: Any, workdir: 
         out = Path(tempfile.mkdtemp(prefix="clip-", dir=workdir))
         try:
             res = predict_video(predictor, path, out, thr, every, VIDEO_FRAMES, progress=True,
-                                stem="clip", log=lambda _: None)
+                                stem="clip", log=lambda _: None, report=True)
         except UserError as exc:
             raise UserError(str(exc).replace(str(path), name)) from None
     finally:
@@ -433,7 +441,7 @@ def run_video(predictor: WrinklePredictor, video: Any, threshold: Any, workdir: 
              "shows each region's wrinkle share over time (face region pixels, aligned frame)."]
     lines += [f"note: {n}" for n in res["notes"]]
     return (res["files"]["overlay"], res["files"]["regions"], "\n\n".join(lines),
-            pd.DataFrame(rows, columns=VIDEO_HEADERS))
+            pd.DataFrame(rows, columns=VIDEO_HEADERS), res["files"]["report"])
 
 
 def run_live(predictor: WrinklePredictor, frame: Any, threshold: Any, tracker: Any
@@ -676,10 +684,12 @@ def _compare_tab(page: _Page, threshold: Any) -> None:
     compare_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
                                  label="Per region (share: % of the region's pixels)",
                                  elem_id="compare-table", max_height=TABLE_HEIGHT)
+    compare_report = gr.File(label="Comparison report (HTML, printable)", interactive=False,
+                             elem_id="compare-report")
     compare_state = gr.State(None, time_to_live=STATE_SECONDS)
 
-    def compare(before: Any, after: Any, threshold: Any,
-                photos: dict[str, Any] | None = None) -> tuple[Any, Any, str, Any, dict]:
+    def compare(before: Any, after: Any, threshold: Any, photos: dict[str, Any] | None = None
+                ) -> tuple[Any, Any, str, Any, str, dict]:
         """Compare two photos: the `/compare` API endpoint and the button."""
         try:
             for image in (before, after):
@@ -693,7 +703,7 @@ def _compare_tab(page: _Page, threshold: Any) -> None:
 
     compare_btn.click(page.settle, threshold, threshold, **page.settled).then(
         compare, [before_in, after_in, threshold, compare_state],
-        [pair_out, diff_out, compare_summary, compare_table, compare_state],
+        [pair_out, diff_out, compare_summary, compare_table, compare_report, compare_state],
         api_name="compare", **page.common)
 
 
@@ -721,9 +731,11 @@ def _video_tab(page: _Page) -> None:
                               label="Per face and region, over the clip (share: % of "
                               "the region's pixels)", elem_id="clip-table",
                               max_height=TABLE_HEIGHT)
+    clip_report = gr.File(label="Clip report (HTML, printable)", interactive=False,
+                          elem_id="clip-report")
 
     def video(clip: Any, threshold: Any, progress: Any = gr.Progress(track_tqdm=True)
-              ) -> tuple[Any, Any, str, Any]:
+              ) -> tuple[Any, Any, str, Any, str]:
         """Analyse a clip: the `/video` API endpoint and the Video tab's button."""
         try:
             clip = clip.get("video", clip) if isinstance(clip, dict) else clip
@@ -736,7 +748,7 @@ def _video_tab(page: _Page) -> None:
             raise page.error(exc) from None
 
     clip_btn.click(video, [clip_in, clip_threshold],
-                   [clip_out, clip_plot, clip_summary, clip_table], api_name="video",
+                   [clip_out, clip_plot, clip_summary, clip_table, clip_report], api_name="video",
                    **page.common)
 
 
