@@ -210,7 +210,7 @@ def test_a_line_of_known_length_on_a_real_face_measures_within_3_percent_in_mm()
     mask = np.zeros(rgb.shape[:2], np.uint8)
     y = int(face.landmarks[19, 1] - 0.25 * scale.ipd_px)  # above the brows
     x0 = int(face.landmarks[27, 0] - px / 2)
-    cv2.line(mask, (x0, y), (int(round(x0 + px)), y + 3), 1, 2)
+    cv2.line(mask, (x0, y), (round(x0 + px), y + 3), 1, 2)
     (line,) = measure_lines(mask.astype(bool), scale)
     true_mm = np.hypot(round(x0 + px) - x0, 3) * scale.mm_per_px
     assert line.length_px * scale.mm_per_px == pytest.approx(true_mm, rel=0.03)
