@@ -171,8 +171,15 @@ def config_page() -> str:
     return "\n".join(lines)
 
 
+def _portable(text: str) -> str:
+    """The page as it reads in any checkout: defaults and help texts that hold this
+    checkout's absolute paths name them relative to it (the shared data as ../shared)."""
+    text = text.replace(str(REPO.parent / "shared"), "../shared")
+    return text.replace(str(REPO) + "/", "").replace(str(REPO), ".")
+
+
 def pages() -> dict[Path, str]:
-    return {FLAGS_PAGE: flags_page(), CONFIG_PAGE: config_page()}
+    return {FLAGS_PAGE: _portable(flags_page()), CONFIG_PAGE: _portable(config_page())}
 
 
 def main(argv: list[str] | None = None) -> int:
