@@ -315,17 +315,19 @@ def write_outputs(comp: Comparison, out: str | Path, report: bool = False) -> di
 
     rows = [cells(r) for r in comp.rows]
     write_text(out / "comparison.csv", csv_text(rows, CSV_FIELDS))
-    write_png(out / "side_by_side.png", side_by_side(comp))
+    pair = side_by_side(comp)
+    differences = [difference_picture(comp, i) for i in range(1, len(comp.faces))]
+    write_png(out / "side_by_side.png", pair)
     files = {"csv": str(out / "comparison.csv"), "side_by_side": str(out / "side_by_side.png")}
-    for i in range(1, len(comp.faces)):
+    for i, picture in enumerate(differences, 1):
         name = "difference.png" if len(comp.faces) == 2 else f"difference_{i}.png"
-        write_png(out / name, difference_picture(comp, i))
+        write_png(out / name, picture)
         files[f"difference_{i}"] = str(out / name)
     write_text(out / "summary.txt", summary_text(comp) + "\n")
     files["summary"] = str(out / "summary.txt")
     if report:
         from utils.report import comparison_report
 
-        write_text(out / "report.html", comparison_report(comp))
+        write_text(out / "report.html", comparison_report(comp, pair, differences))
         files["report"] = str(out / "report.html")
     return files

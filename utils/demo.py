@@ -366,9 +366,11 @@ def run_comparison(predictor: WrinklePredictor, before: Any, after: Any, thresho
     from utils.io import write_text
     from utils.report import comparison_report
 
+    pictures = side_by_side(comp), difference_picture(comp)
     folder = Path(tempfile.mkdtemp(prefix="compare-", dir=_private_cache_dir()))
-    write_text(folder / "comparison_report.html", comparison_report(comp))
-    return (side_by_side(comp), difference_picture(comp), text,
+    write_text(folder / "comparison_report.html",
+               comparison_report(comp, pictures[0], [pictures[1]]))
+    return (*pictures, text,
             pd.DataFrame(rows, columns=COMPARE_HEADERS), str(folder / "comparison_report.html"),
             used)
 

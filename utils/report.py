@@ -155,12 +155,12 @@ def _page(title: str, body: list[str]) -> str:
             + "\n".join(body) + "</body></html>")
 
 
-def comparison_report(comp: Any, date: _dt.date | None = None) -> str:
-    """The HTML of a before/after comparison (compare.py --report): the aligned faces, the
-    difference picture(s), per region the share against its noise band with the verdict, and
-    the lines in mm of each photo; the warnings first."""
-    from utils.compare import difference_picture, side_by_side
-
+def comparison_report(comp: Any, pair: np.ndarray, differences: list[np.ndarray],
+                      date: _dt.date | None = None) -> str:
+    """The HTML of a before/after comparison (compare.py --report; utils.compare.Comparison):
+    the aligned faces (`pair`, compare.side_by_side), the difference picture of each later
+    photo, per region the share against its noise band with the verdict, and the lines in mm of
+    each photo; the warnings first."""
     date = date or _dt.date.today()
     names = [Path(n).name for n in comp.names]
     body = [f"<h1>Wrinkle comparison: {html.escape(' → '.join(names))}</h1>",
@@ -168,13 +168,13 @@ def comparison_report(comp: Any, date: _dt.date | None = None) -> str:
             "reference</div>"]
     for w in comp.warnings:
         body.append(f"<p><b>Warning:</b> {html.escape(w)}</p>")
-    body.append(f"<figure><img alt='aligned faces' src='{image_uri(side_by_side(comp))}'>"
+    body.append(f"<figure><img alt='aligned faces' src='{image_uri(pair)}'>"
                 "<figcaption>Each face aligned into the same frame, wrinkles in red."
                 "</figcaption></figure>")
     for i in range(1, len(comp.faces)):
         body.append(f"<h2>{html.escape(names[0])} → {html.escape(names[i])}</h2>")
         body.append(f"<figure><img alt='difference' src='"
-                    f"{image_uri(difference_picture(comp, i))}'></figure>")
+                    f"{image_uri(differences[i - 1])}'></figure>")
         body.append("<table><tr><th>region</th><th>share before (%)</th><th>after (%)</th>"
                     "<th>change (points)</th><th>noise band</th><th>verdict</th>"
                     "<th>length before (mm)</th><th>after (mm)</th></tr>")
