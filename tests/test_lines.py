@@ -76,16 +76,16 @@ def test_lines_split_at_junctions_lose_their_whiskers_and_keep_short_strokes() -
 def test_the_annotators_lines_measure_alike_at_1024_and_max_pooled_to_256() -> None:
     """The same hand-drawn lines, measured at 1024 and in the mask max-pooled to 256 (in mm by
     the same face's scale, the ratio of the two lengths): within 10 % per face (median) on a
-    fifth of the 165 faces (all 165: 2.4 %, bench figure in docs/results/benchmarks.md)."""
+    eighth of the 165 faces (all 165: 2.3 %, bench/bench_lines.py, docs/explanation/lines.md)."""
     from utils.data.masks import read_mask, resize_mask
 
     ratios = []
-    for i in labelled_ids()[::5]:
+    for i in labelled_ids()[::8]:
         full = read_mask(MASKS / f"{i}.png")
         long = _length(full, 4) / 4
         if long > 0:
             ratios.append(_length(resize_mask(full, (256, 256)), 1) / long)
-    assert len(ratios) >= 30
+    assert len(ratios) >= 18
     assert np.median(np.abs(np.array(ratios) - 1)) < 0.10
 
 
@@ -122,7 +122,8 @@ def test_predict_py_writes_each_faces_lines_in_mm_and_their_points_on_the_photo(
         tmp_path: Path) -> None:
     """A rotated photo of a real face: <name>_lines.csv has a row per line whose lengths add up
     to wrinkles.csv's length_mm (and per region likewise); <name>_lines.json puts every line on
-    the mask pasted into the photo; --ipd-mm scales every mm figure by the IPD given."""
+    the mask pasted into the photo; every row says the scale came from the --ipd-mm given, and a
+    distance no adult has is refused."""
     from tests.conftest import IMAGES
     from utils.data.images import load_image
     from utils.faces.photos import make_photo
@@ -132,38 +133,32 @@ def test_predict_py_writes_each_faces_lines_in_mm_and_their_points_on_the_photo(
                        face_px=(420, 440))
     src = tmp_path / "rotated.png"
     write_png(src, photo.rgb)
-    tables = {}
-    for ipd in (None, 58.0):
-        out = tmp_path / f"out{ipd}"
-        extra = [] if ipd is None else ["--ipd-mm", str(ipd)]
-        r = subprocess.run([sys.executable, "predict.py", str(src), "--out", str(out),
-                            "--no-progress", *extra], cwd=REPO, capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-        with (out / "wrinkles.csv").open() as fh:
-            (face,) = list(csv.DictReader(fh))
-        with (out / "rotated_lines.csv").open() as fh:
-            lines = list(csv.DictReader(fh))
-        tables[ipd] = face, lines
-        assert len(lines) == int(face["line_count"]) > 5
-        assert sum(float(x["length_mm"]) for x in lines) == pytest.approx(
-            float(face["length_mm"]), abs=0.01 * len(lines))
-        fore = [x for x in lines if x["region"] == "forehead"]
-        assert len(fore) == int(face["forehead_line_count"])
-        assert all(-90 <= float(x["angle_deg"]) <= 90 and 0 < float(x["mean_prob"]) <= 1
-                   for x in lines)
-        points = json.loads((out / "rotated_lines.json").read_text())
-        mask = cv2.imread(str(out / "rotated_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
-        near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        pts = np.array([p for f in points["faces"] for ln in f["lines"] for p in ln["points"]])
-        assert (points["width"], points["height"]) == (mask.shape[1], mask.shape[0])
-        on = near[np.clip(pts[:, 1].round().astype(int), 0, mask.shape[0] - 1),
-                  np.clip(pts[:, 0].round().astype(int), 0, mask.shape[1] - 1)]
-        assert on.mean() > 0.95  # the lines lie on the mask pasted back into the photo
-    (default, _), (own, _) = tables[None], tables[58.0]
-    assert default["scale_source"] == "default" and own["scale_source"] == "measured"
-    assert float(own["length_mm"]) == pytest.approx(float(default["length_mm"]) * 58 / 63,
-                                                    rel=0.002)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "predict.py", str(src), "--out", str(out),
+                        "--no-progress", "--ipd-mm", "58"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with (out / "wrinkles.csv").open() as fh:
+        (face,) = list(csv.DictReader(fh))
+    with (out / "rotated_lines.csv").open() as fh:
+        lines = list(csv.DictReader(fh))
+    assert face["scale_source"] == "measured" and face["ipd_mm"] == "58"
+    assert {x["scale_source"] for x in lines} == {"measured"}
+    assert len(lines) == int(face["line_count"]) > 5
+    assert sum(float(x["length_mm"]) for x in lines) == pytest.approx(
+        float(face["length_mm"]), abs=0.01 * len(lines))
+    fore = [x for x in lines if x["region"] == "forehead"]
+    assert len(fore) == int(face["forehead_line_count"])
+    assert all(-90 <= float(x["angle_deg"]) <= 90 and 0 < float(x["mean_prob"]) <= 1
+               for x in lines)
+    points = json.loads((out / "rotated_lines.json").read_text())
+    mask = cv2.imread(str(out / "rotated_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    pts = np.array([p for f in points["faces"] for ln in f["lines"] for p in ln["points"]])
+    assert (points["width"], points["height"]) == (mask.shape[1], mask.shape[0])
+    on = near[np.clip(pts[:, 1].round().astype(int), 0, mask.shape[0] - 1),
+              np.clip(pts[:, 0].round().astype(int), 0, mask.shape[1] - 1)]
+    assert on.mean() > 0.95  # the lines lie on the mask pasted back into the photo
     bad = subprocess.run([sys.executable, "predict.py", str(src), "--ipd-mm", "6.3"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "interpupillary" in bad.stderr

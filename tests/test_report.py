@@ -82,25 +82,3 @@ def test_compare_py_report_and_mm_columns_say_what_the_comparison_says(tmp_path:
     assert [v for _, v in verdicts] == [b["verdict"] for b in rows[1::2]]
     assert "measured interpupillary distance of 60 mm" in page
 
-
-def test_a_clip_report_has_the_time_series_and_the_regions_in_mm(tmp_path: Path) -> None:
-    from tests.test_video import _faces, _save
-    from utils.faces.photos import make_clip
-
-    clip = make_clip(_faces()[:1], 8, face_px=220, seed=3)
-    src = _save(clip.frames, tmp_path / "visit.mp4")
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "predict.py", str(src), "--report", "--out", str(out),
-                        "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    with (out / "visit_summary.csv").open() as fh:
-        summary = list(csv.DictReader(fh))
-    with (out / "visit_frames.csv").open() as fh:
-        frames = list(csv.DictReader(fh))
-    whole = next(x for x in summary if x["region"] == "face")
-    lengths = [float(x["length_mm"]) for x in frames]
-    assert float(whole["mean_length_mm"]) == pytest.approx(sum(lengths) / len(lengths), abs=0.01)
-    page = (out / "visit_report.html").read_text(encoding="utf-8")
-    assert re.findall(r"src='([^']*)'", page)[0].startswith("data:image/jpeg;base64,")
-    assert f"<td>whole face</td><td>{len(frames)}</td>" in page
-    assert f"<td>{whole['mean_length_mm']}</td>" in page

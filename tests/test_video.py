@@ -117,7 +117,7 @@ def test_predict_py_on_a_clip_writes_rows_video_plot_and_summary(tmp_path: Path)
     named = tmp_path / "walk.dat"  # a video whatever its name says
     named.write_bytes(src.read_bytes())
     out = tmp_path / "out"
-    r = _predict(str(named), "--out", str(out), "--every", "2", "--no-progress")
+    r = _predict(str(named), "--out", str(out), "--every", "2", "--no-progress", "--report")
     assert r.returncode == 0, r.stderr
     rows = _rows(out / "walk_frames.csv")
     frames = sorted({int(x["frame"]) for x in rows})
@@ -141,6 +141,14 @@ def test_predict_py_on_a_clip_writes_rows_video_plot_and_summary(tmp_path: Path)
         assert float(s["max_share"]) == pytest.approx(max(shares), abs=1e-6)
     png = cv2.imread(str(out / "walk_regions.png"))
     assert png is not None and png.shape[0] > 400  # two panels
+    # the clip's report: the time series inlined, per face the regions' mean share and length
+    page = (out / "walk_report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/jpeg;base64,") == 1 and page.count("<h2>Face ") == 2
+    for face_id, s in whole.items():
+        lengths = [float(x["length_mm"]) for x in rows if x["face"] == face_id]
+        assert float(s["mean_length_mm"]) == pytest.approx(np.mean(lengths), abs=0.01)
+        assert f"<td>whole face</td><td>{len(frames)}</td>" in page
+        assert f"<td>{s['mean_length_mm']}</td>" in page
 
 
 def test_smoothing_steadies_a_still_face(tmp_path: Path) -> None:
