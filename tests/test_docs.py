@@ -1,6 +1,6 @@
 """The manual: a short README, a docs/ folder of pages whose links and anchors all resolve,
 reference pages generated from the code and current, scripts named in the README that answer
---help, and no page that tells the project's history by working session."""
+--help, and no page that tells the project's history other than by versions and dates."""
 
 from __future__ import annotations
 
