@@ -13,7 +13,9 @@ Models: the official U-Net architecture (4 channels, 2 classes, 17.3 M parameter
 from its published parameter layout, since the official weights cannot be downloaded here) and the
 default model (the bundled checkpoint, or its architecture if the file is absent), each at 512
 and 1024 px (and the default at its native 256), and the frame model of clips and the webcam
-(res/cp/frames_ffhq256.pth) at 256, on real faces from ../shared. Also the whole-request latency of the app's handler on a real face. Times are medians per image.
+(res/cp/frames_ffhq256.pth) at 256, on real faces from ../shared. Also the whole-request latency
+of the app's handler on a real face, with and without flips (--tta flip). Times are medians per
+image.
 
     python bench/bench_infer.py --out runs/bench_infer.json
 """
@@ -217,6 +219,13 @@ def main() -> int:
         results["app_request"] = {"seconds": round(t, 4), "model": fast.description,
                                   "input": f"{images[0].shape[1]}x{images[0].shape[0]} face"}
         print(f"app_request: {results['app_request']}", flush=True)
+        # The same request with flips served (--tta flip: each face averaged with its mirror
+        # image), the cost of step 4's quality option.
+        flips = WrinklePredictor(tta="flip")
+        t, _ = timed(lambda: run_prediction(flips, images[0], flips.threshold), args.repeats)
+        results["app_request_flips"] = {"seconds": round(t, 4), "model": flips.description,
+                                        "input": results["app_request"]["input"]}
+        print(f"app_request_flips: {results['app_request_flips']}", flush=True)
         # A phone photo of 6000x6000 px from disk: decode, scaling for display, face finding,
         # alignment, model, paste-back, overlay, heatmap and table.
         import tempfile

@@ -241,6 +241,7 @@ def run_report(predictor: WrinklePredictor, photo: dict[str, Any] | None, thresh
                workdir: str | Path) -> str:
     """The photo tab's visit report: the session's photo (the one last analysed) predicted at
     the page's threshold and written as a self-contained HTML page for download; its path."""
+    from utils.data.images import resize_image
     from utils.io import write_text
     from utils.report import model_about, visit_report
 
@@ -252,16 +253,9 @@ def run_report(predictor: WrinklePredictor, photo: dict[str, Any] | None, thresh
     folder = Path(tempfile.mkdtemp(prefix="report-", dir=workdir))
     name = Path(str(photo.get("key") or "photo")).name
     path = folder / "wrinkle_report.html"
-    write_text(path, visit_report(name, photo["rgb"] if res.mask.shape == photo["rgb"].shape[:2]
-                                  else _fit_to(photo["rgb"], res.mask.shape), res,
+    write_text(path, visit_report(name, resize_image(photo["rgb"], res.mask.shape), res,
                                   predictor.description, model_about(predictor)))
     return str(path)
-
-
-def _fit_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from utils.data.images import resize_image
-
-    return resize_image(rgb, shape)
 
 
 def run_prediction(predictor: WrinklePredictor, image: Any, threshold: Any,

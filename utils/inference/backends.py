@@ -114,12 +114,13 @@ class OpenVINOModule(torch.nn.Module):
     """A compiled OpenVINO model behind a torch module's interface (float32 NCHW in, logits
     out). The input shape is dynamic: one compilation serves every batch and size.
     `precision`: "int8" for a quantised model (its other operations in float32), "bf16" or
-    "fp32" (OpenVINO's inference precision hint)."""
+    "fp32" (OpenVINO's inference precision hint). `profile`: keep OpenVINO's per-layer counters
+    (bench/bench_layers.py)."""
 
-    def __init__(self, ov_model: Any, precision: str) -> None:
+    def __init__(self, ov_model: Any, precision: str, profile: bool = False) -> None:
         super().__init__()
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
+                  "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": profile}
         self.precision = precision
         self.compiled = core().compile_model(ov_model, "CPU", config)
         # Calling a compiled model reuses one infer request: two threads (the app's two tabs,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from utils.data.images import IMAGE_EXTENSIONS, load_image
+from utils.data.images import IMAGE_EXTENSIONS, load_image, resize_image
 from utils.data.masks import mask_to_png
 from utils.data.videos import VIDEO_EXTENSIONS
 from utils.errors import UserError
@@ -312,7 +312,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
             if report:
                 from utils.report import model_about, report_path, visit_report
 
-                shown = img if img.shape[:2] == res.mask.shape else _fit(img, res.mask.shape)
+                shown = resize_image(img, res.mask.shape)
                 write_text(report_path(out, names[f]),
                            visit_report(f.name, shown, res, predictor.description,
                                         model_about(predictor)))
@@ -367,7 +367,7 @@ def predict_files(predictor: WrinklePredictor, items: list[str], out: str | Path
 def _write_photo(out: Path, stem: str, img: np.ndarray, res: WrinkleResult, save_probs: bool,
                  regions: bool, landmarks: bool, aligned: bool, source: Path | str = "") -> None:
     """A photo's pictures and its lines, each written atomically."""
-    shown = img if img.shape[:2] == res.mask.shape else _fit(img, res.mask.shape)
+    shown = resize_image(img, res.mask.shape)
     write_text(out / f"{stem}_lines.csv", csv_text(line_rows(source, res), LINE_FIELDS))
     write_json(out / f"{stem}_lines.json", line_points(source, res))
     write_png(out / f"{stem}_mask.png", mask_to_png(res.mask))
@@ -380,7 +380,3 @@ def _write_photo(out: Path, stem: str, img: np.ndarray, res: WrinkleResult, save
             write_png(out / f"{stem}_face{face.index}.png", draw_aligned(face, regions, landmarks))
 
 
-def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from utils.data.images import resize_image
-
-    return resize_image(img, shape)
