@@ -122,7 +122,7 @@ def test_handler_on_a_real_face(kind: str, baseline: tuple[Any, Any]) -> None:
     regions = table[table["region"] != "whole face"]
     assert whole["lines"] >= regions["lines"].sum() and whole["length mm"] > 0
     assert whole["length mm"] >= regions["length mm"].sum() - 0.1 * len(regions)
-    assert set(table["face"]) == {1}
+    assert set(table["face"]) == {0}
     assert "% of the face" in summary and f"threshold {predictor.threshold:.2f}" in summary
     assert state["rgb"].shape == rgb.shape
     assert (face_path()).is_file()  # a plain path (not an upload) is never deleted
@@ -158,8 +158,8 @@ def test_several_faces_are_numbered_in_one_table(baseline: tuple[Any, Any]) -> N
     photo[10:410, 10:410] = cv2.resize(a, (400, 400), interpolation=cv2.INTER_CUBIC)
     photo[100:356, 460:716] = b
     _, _, summary, table, _ = handler_of(demo)(photo, 0.5)
-    assert summary.startswith("### 2 faces") and "(face 2)" in summary
-    assert sorted(set(table["face"])) == [1, 2] and len(table) == 22
+    assert summary.startswith("### 2 faces") and "(face 1)" in summary and "(face 2)" not in summary
+    assert sorted(set(table["face"])) == [0, 1] and len(table) == 22
 
 
 def test_compare_tab_on_two_photos_of_one_face(baseline: tuple[Any, Any]) -> None:

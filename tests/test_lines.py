@@ -172,6 +172,7 @@ def test_a_large_face_shows_thin_lines_where_a_small_one_shows_its_mask() -> Non
     from utils.data.images import load_image
     from utils.faces.photos import make_photo
     from utils.inference.predictor import WrinklePredictor
+    from utils.report import visit_report
     from utils.visualize import overlay, wrinkle_view
 
     predictor = WrinklePredictor(faces="largest")
@@ -180,6 +181,10 @@ def test_a_large_face_shows_thin_lines_where_a_small_one_shows_its_mask() -> Non
         photo = make_photo(face, seed=3, face_px=side, angle_max=10).rgb
         res = predictor.predict(photo)
         masked, view = overlay(photo, res.mask), wrinkle_view(photo, res.mask, res.faces)
+        # the visit report says which of the two its photo panel shows
+        page = visit_report("photo.jpg", photo, res, predictor.description, "")
+        assert ("The photo, wrinkle lines in red" in page) is lines_view
+        assert ("The photo, wrinkle pixels" in page) is not lines_view
         if not lines_view:
             assert np.array_equal(view, masked)
             continue

@@ -168,9 +168,9 @@ def _table(faces: list[Any]) -> pd.DataFrame:
     rows = []
     for f in faces:
         st, mm = f.stats, f.stats.get("mm", {})
-        rows.append([f.index + 1, "whole face", round(100 * st["wrinkle_share"], 2),
+        rows.append([f.index, "whole face", round(100 * st["wrinkle_share"], 2),
                      *lines(mm, "face")])
-        rows += [[f.index + 1, r["label"], round(100 * r["share"], 2), *lines(mm, r["region"])]
+        rows += [[f.index, r["label"], round(100 * r["share"], 2), *lines(mm, r["region"])]
                  for r in st["regions"]]
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
 
@@ -192,18 +192,19 @@ def _summary(faces: list[Any], threshold: float, notes: list[str]) -> str:
                      f"threshold {threshold:.2f}."]
         else:
             lines = [f"### {len(faces)} faces: wrinkles cover " + ", ".join(
-                f"{s} (face {i + 1})" for i, s in enumerate(shares)),
-                f"Faces are numbered on the overlay, largest first; threshold {threshold:.2f}."]
+                f"{s} (face {i})" for i, s in enumerate(shares)),
+                f"Faces are numbered on the overlay from 0, the largest, as in wrinkles.csv; "
+                f"threshold {threshold:.2f}."]
         for f in faces:
             if f.stats.get("asymmetry"):
-                who = f"Face {f.index + 1}: " if len(faces) > 1 else ""
+                who = f"Face {f.index}: " if len(faces) > 1 else ""
                 lines.append(who + asymmetry_text(f.stats["asymmetry"]).capitalize() + ".")
         lines.append(f"Each face is aligned as FFHQ was (68 landmarks) and measured in that "
                      f"{size} px frame: pixel counts and lengths are aligned-frame pixels.")
         small = [f for f in faces
                  if f.box is not None and holds_less_detail(f.alignment.side, size)]
         for f in small:
-            lines.append(f"⚠ face {f.index + 1} is small in this photo ({f.alignment.side:.0f} "
+            lines.append(f"⚠ face {f.index} is small in this photo ({f.alignment.side:.0f} "
                          f"px across its frame, under {SMALL_FACE_SHARE:.0%} of the {size} px "
                          "the model works at): fine lines may be missed; a closer or sharper "
                          "photo gives more reliable numbers.")

@@ -127,13 +127,14 @@ def _marks(out: np.ndarray, face: Any, to_image: Callable[[np.ndarray], np.ndarr
 def draw_faces(rgb: np.ndarray, faces: list[Any], regions: bool = False,
                landmarks: bool = False, labels: list[str] | None = None) -> np.ndarray:
     """Draw on a photo, for each analysed face (utils.inference.FaceResult), its number (when
-    there are several; `labels` instead names every face, as a video's track ids do) and, on
+    there are several: 0 the largest, as in wrinkles.csv and compare.py's --face; `labels`
+    instead names every face, as a video's track ids do) and, on
     request, its region outlines and 68 landmarks."""
     out = rgb.copy()
     h, w = out.shape[:2]
     thick = max(1, round(max(h, w) / 700))
     if labels is None:
-        labels = [str(f.index + 1) for f in faces] if len(faces) > 1 else [""] * len(faces)
+        labels = [str(f.index) for f in faces] if len(faces) > 1 else [""] * len(faces)
     for f, label in zip(faces, labels, strict=True):
         _marks(out, f, lambda p, f=f: f.alignment.to_photo(p, f.frame), thick, regions,
                landmarks)
