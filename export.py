@@ -28,7 +28,7 @@ cross-validation figures of the model's recipe (bench/cross_validate.py) are sto
 
 Several sources of one recipe (the K fold models of a cross-validation) make one ensemble: the
 file serves the average of their probabilities. --tta flip makes the file average each face with
-its mirror image. Both cost model time in proportion (bench/bench_tta.py times them).
+its mirror image. Both cost model time in proportion (`bench/bench_averaging.py --time` times them).
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ from utils.inference.loading import (
 )
 from utils.inference.predictor import WrinklePredictor
 from utils.inference.quantize import (
-    calibration_images,
     calibration_inputs,
+    example_calibration,
     nncf_available,
     quantize,
 )
@@ -107,7 +107,7 @@ def _runners(model: torch.nn.Module, recipe: dict, size: int) -> dict:
         for precision in precisions:
             if precision == "int8":  # calibrated as the predictor does, at this size
                 ov_model = quantize(convert_model(folded, channels), calibration_inputs(
-                    calibration_images()[:12 if size <= 256 else 4], recipe))
+                    example_calibration(recipe), recipe))
                 runners["openvino_int8"] = OpenVINOModule(ov_model, "int8")
             else:
                 runners[f"openvino_{precision}"] = to_openvino(folded, recipe, precision)

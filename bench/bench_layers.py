@@ -36,7 +36,12 @@ from utils.inference.loading import (
     fold_batchnorm,
     load_any_checkpoint,
 )
-from utils.inference.quantize import calibration_images, calibration_inputs, quantize
+from utils.inference.quantize import (
+    calibration_images,
+    calibration_inputs,
+    example_calibration,
+    quantize,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,9 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         channels = int(recipe.get("in_channels", 3))
     recipe = dict(recipe, image_size=args.size)
     float_model = convert_model(fold_batchnorm(copy.deepcopy(model)).float().eval(), channels)
-    images = calibration_images()
-    int8_model = quantize(float_model, calibration_inputs(images[:4], recipe))
-    x = calibration_inputs(images[4:5], recipe)[0]
+    int8_model = quantize(float_model, calibration_inputs(example_calibration(recipe), recipe))
+    x = calibration_inputs(calibration_images()[1:2], recipe)[0]  # a mirrored example face
     gop = conv_gop(float_model, args.size)
     runs = {}
     for name, ov_model in (("int8", int8_model), ("fp32", float_model)):

@@ -37,7 +37,7 @@ SCRIPTS = {
                          "utils/data/dataset_metrics.py"],
     "cross-validation and benchmarks": [
         "bench/cross_validate.py", "bench/paired.py", "bench/cv_table.py",
-        "bench/bench_infer.py", "bench/bench_int8.py", "bench/bench_video.py",
+        "bench/bench_infer.py", "bench/bench_int8.py", "bench/bench_layers.py", "bench/bench_video.py",
         "bench/bench_pipeline.py", "bench/bench_wild.py", "bench/bench_faces.py",
         "bench/bench_face_region.py", "bench/bench_lines.py", "bench/bench_compare.py", "bench/bench_grey.py",
         "bench/bench_averaging.py", "bench/bench_finetune.py", "bench/bench_train.py",

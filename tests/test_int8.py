@@ -141,3 +141,17 @@ def test_predict_says_int8_and_refuses_it_on_torch(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "int8 runs on the OpenVINO backend" in bad.stderr
+
+
+def test_large_inputs_are_calibrated_on_fewer_examples_each_face_once() -> None:
+    """The official U-Net at 1024 px took a minute to quantise on all 12 example inputs; it is
+    calibrated on 3 (each example face once, in different variants), the 256 px model on all."""
+    from utils.inference.quantize import calibration_images, example_calibration
+
+    every = calibration_images()
+    assert len(example_calibration({"image_size": 256})) == len(every) == 4 * len(EXAMPLES)
+    chosen = example_calibration({"image_size": 1024})
+    assert len(chosen) == len(EXAMPLES)
+    index = [next(i for i, im in enumerate(every) if np.array_equal(im, c)) for c in chosen]
+    assert sorted(i // 4 for i in index) == list(range(len(EXAMPLES)))  # every face once
+    assert len({i % 4 for i in index}) == len(EXAMPLES)  # each in another variant

@@ -165,12 +165,12 @@ def int8_of(ov_model: Any, recipe: dict[str, Any], source: str | Path | None,
             variant: str = "", log: Any = None) -> Any:
     """The quantised copy of a float OpenVINO model: from the disk cache when it came from the
     file `source`, else quantised now on the example faces."""
-    from utils.inference.quantize import calibration_images, calibration_inputs, quantize
+    from utils.inference.quantize import calibration_inputs, example_calibration, quantize
 
     if is_quantized(ov_model):
         return ov_model
     if source is None:
-        return quantize(ov_model, calibration_inputs(calibration_images(), recipe))
+        return quantize(ov_model, calibration_inputs(example_calibration(recipe), recipe))
     return cached_int8(source, variant, ov_model, recipe, log)[0]
 
 
@@ -184,8 +184,8 @@ def cached_int8(model_file: str | Path, variant: str, ov_model: Any, recipe: dic
     from utils.inference.quantize import (
         cache_dir,
         cache_key,
-        calibration_images,
         calibration_inputs,
+        example_calibration,
         nncf_available,
         quantize,
     )
@@ -200,7 +200,7 @@ def cached_int8(model_file: str | Path, variant: str, ov_model: Any, recipe: dic
         except RuntimeError:
             pass  # a damaged cache entry is made again
     t0 = time.perf_counter()
-    q = quantize(ov_model, calibration_inputs(calibration_images(), recipe))
+    q = quantize(ov_model, calibration_inputs(example_calibration(recipe), recipe))
     took = time.perf_counter() - t0
     try:
         save_ir(q, path)
@@ -282,7 +282,12 @@ def export_openvino(loaded: LoadedModel, dst: str | Path, int8: bool = False,
                     calibration: str | Path | None = None) -> Path:
     """Write the model as OpenVINO IR (dst.xml + dst.bin) with its recipe: float32, or int8
     (quantised on the example faces, or on the aligned faces of the folder `calibration`)."""
-    from utils.inference.quantize import calibration_images, calibration_inputs, quantize
+    from utils.inference.quantize import (
+        calibration_images,
+        calibration_inputs,
+        example_calibration,
+        quantize,
+    )
 
     dst = Path(dst)
     if dst.suffix != ".xml":
@@ -290,7 +295,9 @@ def export_openvino(loaded: LoadedModel, dst: str | Path, int8: bool = False,
     model = fold_batchnorm(loaded.model.float().eval())
     ov_model = convert_model(model, int(loaded.recipe.get("in_channels", 3)))
     if int8:
-        inputs = calibration_inputs(calibration_images(calibration), loaded.recipe)
+        images = (example_calibration(loaded.recipe) if calibration is None
+                  else calibration_images(calibration))
+        inputs = calibration_inputs(images, loaded.recipe)
         ov_model = quantize(ov_model, inputs)
     ov_model.set_rt_info(_meta(loaded), META_KEY)
     return save_ir(ov_model, dst)

@@ -321,7 +321,7 @@ def next_batch(pending: list[int], running: int, jobs: int, cores: int,
 
 def read_oof(folder: str | Path, k: int, name: str = "oof") -> dict[str, np.ndarray]:
     """One fold's held-out predictions (ids, float16 probabilities, bool masks); `name` picks a
-    variant written beside them (oof_flip: with test-time flips, bench/bench_tta.py)."""
+    variant written beside them (oof_flip: with test-time flips, bench/bench_averaging.py)."""
     path = Path(folder) / f"fold{k}" / f"{name}.npz"
     if not path.exists():
         raise UserError(f"{path}: fold {k} has no held-out predictions yet; run its training first")
