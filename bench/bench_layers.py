@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,7 +80,7 @@ def profile(module: OpenVINOModule, x: np.ndarray, repeats: int) -> tuple[float,
                                           "kernel": v["kernel"]} for k, v in per_layer.items()}
 
 
-def conv_gop(ov_model, size: int) -> dict[str, float]:
+def conv_gop(ov_model: Any, size: int) -> dict[str, float]:
     """GOP of each convolution of a float OpenVINO model at this input size (2 x output
     elements x input channels x kernel area)."""
     ov_model = ov_model.clone()

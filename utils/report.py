@@ -17,7 +17,10 @@ import cv2
 import numpy as np
 
 from utils.faces.regions import REGION_LABELS, REGION_NAMES
-from utils.visualize import LINES_ABOVE, RED, wrinkle_view
+from utils.visualize import RED, drawn_as_lines, wrinkle_view
+
+# What the photo panel shows of a face (utils.visualize.drawn_as_lines).
+_SHOWN = {True: "wrinkle lines", False: "wrinkle pixels (the face is too small for lines)"}
 
 # the colour of the densest region on the face map (mm of line per cm²): darker is denser
 DENSITY_SCALE = 10.0
@@ -91,14 +94,6 @@ def _row(label: str, cells: dict[str, float], share: float | None) -> str:
             f"<td>{'' if share is None else f'{100 * share:.2f}'}</td></tr>")
 
 
-def _drawn_as(face: Any) -> str:
-    """What the photo panel shows of a face, as wrinkle_view draws it: its traced lines on a
-    face well above the model's frame, else the model's mask pasted back."""
-    traced = face.lines and face.alignment is not None and \
-        face.alignment.side > LINES_ABOVE * face.frame
-    return "wrinkle lines" if traced else "wrinkle pixels (the face is too small for lines)"
-
-
 def visit_report(name: str, rgb: np.ndarray, res: Any, model: str, model_about: str,
                  date: _dt.date | None = None) -> str:
     """The HTML of one photo's report: every analysed face with its lines, its face map and
@@ -115,7 +110,7 @@ def visit_report(name: str, rgb: np.ndarray, res: Any, model: str, model_about: 
         parts.append("<div class='pics'>"
                      f"<figure><img alt='the face with its wrinkle lines' src='"
                      f"{image_uri(_shrink(_photo_crop(rgb, res.mask, f)))}'><figcaption>The "
-                     f"photo, {_drawn_as(f)} in red.</figcaption></figure>")
+                     f"photo, {_SHOWN[drawn_as_lines(f)]} in red.</figcaption></figure>")
         if mm:
             parts.append(f"<figure><img alt='face map' src='{image_uri(face_map(f))}'>"
                          "<figcaption>The face as the model saw it (aligned): regions shaded by "

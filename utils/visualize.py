@@ -33,11 +33,18 @@ def overlay(rgb: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray |
 LINES_ABOVE = 2.0
 
 
+def drawn_as_lines(face: Any) -> bool:
+    """True when wrinkle_view draws a face's traced lines (a face more than LINES_ABOVE times
+    the model's frame, with lines), False when it pastes the face's mask back."""
+    return bool(face.lines) and face.alignment is not None and \
+        face.alignment.side > LINES_ABOVE * face.frame
+
+
 def wrinkle_view(rgb: np.ndarray, mask: np.ndarray, faces: list[Any]) -> np.ndarray:
     """The photo with its wrinkles in red: the pasted mask on faces near the model's size, the
     traced centre lines (thin, anti-aliased, at the photo's own resolution) on faces more than
     LINES_ABOVE times larger, whose pasted mask would draw blobs."""
-    large = [f for f in faces if f.lines and f.alignment.side > LINES_ABOVE * f.frame]
+    large = [f for f in faces if drawn_as_lines(f)]
     if not large:
         return overlay(rgb, mask)
     keep = np.asarray(mask, dtype=bool).copy()
